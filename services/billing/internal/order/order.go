@@ -1,0 +1,45 @@
+// Package order is billing's domain: an order is one accepted billing
+// message. The message rules themselves are shared with the gateway in
+// pkg/billingmsg; this package adds the identity that makes writes
+// idempotent and the storage interface.
+package order
+
+import (
+	"context"
+	"errors"
+
+	"moviestream/pkg/billingmsg"
+)
+
+// Order is one row of the orders table.
+type Order struct {
+	// MessageID is the AMQP message_id. Orders with the same non-empty
+	// MessageID are one order: a redelivery writes nothing new. A message
+	// published by hand without an id is stored with none.
+	MessageID     string
+	UserID        string
+	NumberOfItems int32
+	TotalAmount   billingmsg.Amount
+}
+
+// ErrUnavailable is wrapped by stores when the database cannot be reached;
+// the write may succeed later.
+var ErrUnavailable = errors.New("order storage unavailable")
+
+// FromMessage validates a message body and returns the order it describes.
+// Errors wrap billingmsg.ErrInvalid: such a message never becomes an order.
+func FromMessage(messageID string, body []byte) (Order, error) {
+	m, err := billingmsg.Parse(body)
+	if err != nil {
+		return Order{}, err
+	}
+	return Order{MessageID: messageID, UserID: m.UserID, NumberOfItems: m.NumberOfItems, TotalAmount: m.TotalAmount}, nil
+}
+
+// Store persists orders.
+type Store interface {
+	// Save writes orders in one transaction, skipping any whose MessageID is
+	// already stored, and reports how many rows were new. On error nothing
+	// was written.
+	Save(ctx context.Context, orders []Order) (inserted int64, err error)
+}

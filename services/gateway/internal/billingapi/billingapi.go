@@ -1,0 +1,152 @@
+// Package billingapi accepts orders over HTTP and publishes them to
+// billing_queue. It answers 200 only once RabbitMQ has confirmed the
+// message, so a 200 means the order is safe in a durable queue.
+package billingapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"moviestream/pkg/billingmsg"
+	"moviestream/pkg/broker"
+	"moviestream/pkg/web"
+)
+
+// IdempotencyKeyHeader lets a client retry a request safely: the key becomes
+// the message_id, and billing stores one order per message_id.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// MaxIdempotencyKeyLen bounds the key, which is stored with the order.
+const MaxIdempotencyKeyLen = 255
+
+// Publisher is what the handler needs from the broker.
+type Publisher interface {
+	Publish(ctx context.Context, queue string, msg amqp.Publishing) error
+}
+
+// Handler serves POST /api/billing.
+type Handler struct {
+	pub     Publisher
+	queue   string
+	timeout time.Duration
+	log     *slog.Logger
+}
+
+// New returns a handler publishing to queue, waiting at most timeout for
+// the broker's confirm.
+func New(pub Publisher, queue string, timeout time.Duration, log *slog.Logger) *Handler {
+	return &Handler{pub: pub, queue: queue, timeout: timeout, log: log}
+}
+
+type postedResponse struct {
+	Message   string `json:"message"`
+	MessageID string `json:"message_id"`
+}
+
+var errInvalidKey = errors.New("invalid " + IdempotencyKeyHeader + " header")
+
+// Post validates the order with the same rules billing applies, publishes
+// the compact JSON body and answers after the confirm.
+func (h *Handler) Post(c *gin.Context) {
+	id, body, err := h.read(c)
+	if err != nil {
+		h.respondError(c, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
+	defer cancel()
+	err = h.pub.Publish(ctx, h.queue, amqp.Publishing{
+		ContentType: "application/json",
+		MessageId:   id,
+		Timestamp:   time.Now().UTC(),
+		AppId:       "gateway",
+		Body:        body,
+	})
+	if err != nil {
+		h.respondError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, postedResponse{Message: "Message posted", MessageID: id})
+}
+
+// read returns the message id and the compact body of a valid request.
+func (h *Handler) read(c *gin.Context) (string, []byte, error) {
+	if err := web.RequireJSON(c.Request); err != nil {
+		return "", nil, err
+	}
+	id, err := messageID(c.GetHeader(IdempotencyKeyHeader))
+	if err != nil {
+		return "", nil, err
+	}
+	body, err := web.ReadBody(c.Writer, c.Request, billingmsg.MaxBodyBytes)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := billingmsg.Parse(body); err != nil {
+		return "", nil, err
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, body); err != nil {
+		return "", nil, fmt.Errorf("%w: %v", billingmsg.ErrMalformed, err)
+	}
+	return id, compact.Bytes(), nil
+}
+
+// messageID returns the client's idempotency key, or a fresh random id.
+func messageID(key string) (string, error) {
+	if key == "" {
+		return web.NewID(), nil
+	}
+	if len(key) > MaxIdempotencyKeyLen {
+		return "", fmt.Errorf("%w: at most %d characters", errInvalidKey, MaxIdempotencyKeyLen)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x21 || key[i] > 0x7e {
+			return "", fmt.Errorf("%w: printable ASCII without spaces only", errInvalidKey)
+		}
+	}
+	return key, nil
+}
+
+// respondError is this adapter's one error mapping.
+func (h *Handler) respondError(c *gin.Context, err error) {
+	var (
+		status = http.StatusInternalServerError
+		detail = web.ErrorDetail{Code: web.CodeInternal, Message: "internal error"}
+		field  *billingmsg.FieldError
+	)
+	switch {
+	case errors.As(err, &field):
+		status, detail = http.StatusBadRequest, web.ErrorDetail{Code: web.CodeValidation, Message: field.Error(), Field: field.Field}
+	case errors.Is(err, billingmsg.ErrMalformed):
+		status, detail = http.StatusBadRequest, web.ErrorDetail{Code: web.CodeInvalidJSON, Message: err.Error()}
+	case errors.Is(err, errInvalidKey):
+		status, detail = http.StatusBadRequest, web.ErrorDetail{Code: web.CodeInvalidHeader, Message: err.Error(), Field: IdempotencyKeyHeader}
+	case errors.Is(err, web.ErrTooLarge):
+		status, detail = http.StatusRequestEntityTooLarge, web.ErrorDetail{Code: web.CodeTooLarge, Message: err.Error()}
+	case errors.Is(err, web.ErrMediaType):
+		status, detail = http.StatusUnsupportedMediaType, web.ErrorDetail{Code: web.CodeMediaType, Message: err.Error()}
+	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
+		_ = c.Error(err) // the client left; the outcome is logged, nobody reads it
+		c.Abort()
+		return
+	case errors.Is(err, broker.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		status, detail = http.StatusServiceUnavailable, web.ErrorDetail{
+			Code: web.CodeUnavailable, Message: "message broker unavailable; the order was not accepted, retry later",
+		}
+		// A 503 is an operator's concern even though the request was fine.
+		h.log.Warn("publish failed", "request_id", c.GetHeader(web.RequestIDHeader), "err", err)
+	}
+	_ = c.Error(err)
+	web.WriteError(c.Writer, status, detail)
+	c.Abort()
+}

@@ -1,0 +1,113 @@
+// Package movie is the inventory's domain: what a movie is, the rules its
+// fields follow, the errors the rest of the service maps to responses, and
+// the storage interface. It imports no web or database library.
+package movie
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Field limits, in characters (not bytes).
+const (
+	MaxTitleLen       = 255
+	MaxDescriptionLen = 10_000
+)
+
+// Movie is a stored movie.
+type Movie struct {
+	ID          int64
+	Title       string
+	Description string
+}
+
+// Input is what a client may set on a movie. Title is a pointer so that a
+// missing title and an empty one give different messages.
+type Input struct {
+	Title       *string
+	Description *string
+}
+
+// Sentinel errors. Adapters match them with errors.Is.
+var (
+	ErrNotFound    = errors.New("movie not found")
+	ErrInvalid     = errors.New("invalid movie")
+	ErrUnavailable = errors.New("movie storage unavailable")
+)
+
+// FieldError names the field that broke a rule; it matches ErrInvalid.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+// NotFoundError carries the id that was not found; it matches ErrNotFound.
+type NotFoundError struct{ ID int64 }
+
+func (e *NotFoundError) Error() string { return fmt.Sprintf("movie %d not found", e.ID) }
+
+// Is makes errors.Is(err, ErrNotFound) true.
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// Validate applies the rules and returns the normalised fields: title
+// trimmed of surrounding spaces, description "" when absent.
+func (in Input) Validate() (title, description string, err error) {
+	if in.Title == nil {
+		return "", "", &FieldError{Field: "title", Reason: "is required"}
+	}
+	title = strings.TrimSpace(*in.Title)
+	if err := checkText("title", title, MaxTitleLen); err != nil {
+		return "", "", err
+	}
+	if title == "" {
+		return "", "", &FieldError{Field: "title", Reason: "must not be empty"}
+	}
+	if in.Description != nil {
+		description = *in.Description
+	}
+	if err := checkText("description", description, MaxDescriptionLen); err != nil {
+		return "", "", err
+	}
+	return title, description, nil
+}
+
+// checkText rejects what PostgreSQL's text type cannot store (invalid UTF-8,
+// NUL) as well as over-long values, so client input never reaches the
+// database as an error.
+func checkText(field, s string, maxLen int) error {
+	switch {
+	case !utf8.ValidString(s):
+		return &FieldError{Field: field, Reason: "must be valid UTF-8"}
+	case strings.ContainsRune(s, 0):
+		return &FieldError{Field: field, Reason: "must not contain NUL characters"}
+	case utf8.RuneCountInString(s) > maxLen:
+		return &FieldError{Field: field, Reason: fmt.Sprintf("must be at most %d characters", maxLen)}
+	case field == "title" && strings.IndexFunc(s, isLineBreakOrControl) >= 0:
+		return &FieldError{Field: field, Reason: "must not contain control characters"}
+	}
+	return nil
+}
+
+func isLineBreakOrControl(r rune) bool { return unicode.IsControl(r) }
+
+// Store persists movies. Implementations wrap ErrUnavailable when the
+// storage cannot be reached, and return a NotFoundError for unknown ids.
+type Store interface {
+	// List returns movies ordered by id; a non-empty titleContains keeps only
+	// titles containing it, case-insensitively, taken literally.
+	List(ctx context.Context, titleContains string) ([]Movie, error)
+	Get(ctx context.Context, id int64) (Movie, error)
+	Create(ctx context.Context, title, description string) (Movie, error)
+	Update(ctx context.Context, id int64, title, description string) (Movie, error)
+	Delete(ctx context.Context, id int64) (Movie, error)
+	DeleteAll(ctx context.Context) (int64, error)
+}
