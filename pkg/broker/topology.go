@@ -36,10 +36,10 @@ func (t Topology) DeadLetterQueue() string { return t.Queue + ".dlq" }
 // through the default exchange into the DLQ.
 func (t Topology) QueueArgs() amqp.Table {
 	return amqp.Table{
-		amqp.QueueTypeArg:             amqp.QueueTypeQuorum,
-		"x-delivery-limit":            int64(DeliveryLimit),
-		"x-dead-letter-exchange":      "",
-		"x-dead-letter-routing-key":   t.DeadLetterQueue(),
+		amqp.QueueTypeArg:           amqp.QueueTypeQuorum,
+		"x-delivery-limit":          int64(DeliveryLimit),
+		"x-dead-letter-exchange":    "",
+		"x-dead-letter-routing-key": t.DeadLetterQueue(),
 	}
 }
 
