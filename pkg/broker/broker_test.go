@@ -1,0 +1,198 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"moviestream/pkg/broker"
+	"moviestream/pkg/broker/brokertest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// startPublisher runs a publisher until the test ends and waits until it is
+// connected.
+func startPublisher(t *testing.T, cfg broker.Config, topo broker.Topology) *broker.Publisher {
+	t.Helper()
+	p := broker.NewPublisher(cfg, topo, 4, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, 10*time.Second, "publisher connected", func() bool { return p.Status().Connected })
+	return p
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPublishConfirmedAndPersistent(t *testing.T) {
+	t.Parallel()
+	cfg := brokertest.Config(t)
+	topo := brokertest.Topology(t, cfg)
+	p := startPublisher(t, cfg, topo)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	body := []byte(`{"user_id":"3","number_of_items":"5","total_amount":"180"}`)
+	if err := p.Publish(ctx, topo.Queue, amqp.Publishing{MessageId: "m-1", ContentType: "application/json", Body: body}); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+
+	ch := brokertest.Channel(t, cfg)
+	d := brokertest.Get(t, ch, topo.Queue, 5*time.Second)
+	if string(d.Body) != string(body) || d.MessageId != "m-1" || d.ContentType != "application/json" {
+		t.Errorf("got body %q id %q type %q", d.Body, d.MessageId, d.ContentType)
+	}
+	if d.DeliveryMode != amqp.Persistent {
+		t.Errorf("delivery mode = %d, want persistent", d.DeliveryMode)
+	}
+}
+
+func TestTopologyDeclaresQuorumQueueWithDeadLetters(t *testing.T) {
+	t.Parallel()
+	cfg := brokertest.Config(t)
+	topo := brokertest.Topology(t, cfg)
+	startPublisher(t, cfg, topo)
+
+	ch := brokertest.Channel(t, cfg)
+	// A passive declare with the same arguments succeeds only if the queues
+	// exist; a second active declare with identical arguments must be a no-op.
+	if err := topo.Declare(ch); err != nil {
+		t.Fatalf("redeclare with identical arguments: %v", err)
+	}
+	if _, err := ch.QueueDeclarePassive(topo.DeadLetterQueue(), true, false, false, false, nil); err != nil {
+		t.Fatalf("DLQ missing: %v", err)
+	}
+}
+
+func TestTopologyMismatchIsReported(t *testing.T) {
+	t.Parallel()
+	cfg := brokertest.Config(t)
+	topo := brokertest.Topology(t, cfg)
+	ch := brokertest.Channel(t, cfg)
+	// An older deployment's plain classic queue under the same name.
+	if _, err := ch.QueueDeclare(topo.Queue, true, false, false, false, nil); err != nil {
+		t.Fatalf("declare classic queue: %v", err)
+	}
+	ch2 := brokertest.Channel(t, cfg)
+	err := topo.Declare(ch2)
+	if !errors.Is(err, broker.ErrTopologyMismatch) {
+		t.Fatalf("Declare over a classic queue = %v, want ErrTopologyMismatch", err)
+	}
+
+	// The publisher stays unready and says why.
+	p := broker.NewPublisher(cfg, topo, 1, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 10*time.Second, "mismatch in status", func() bool {
+		s := p.Status()
+		return !s.Connected && strings.Contains(s.Error, broker.ErrTopologyMismatch.Error())
+	})
+	perr := p.Publish(context.Background(), topo.Queue, amqp.Publishing{Body: []byte("{}")})
+	if !errors.Is(perr, broker.ErrUnavailable) {
+		t.Errorf("Publish while mismatched = %v, want ErrUnavailable", perr)
+	}
+}
+
+func TestPublishNackedIsAnError(t *testing.T) {
+	t.Parallel()
+	cfg := brokertest.Config(t)
+	topo := brokertest.Topology(t, cfg)
+	p := startPublisher(t, cfg, topo)
+
+	// A queue that refuses every message makes the broker nack the publish.
+	ch := brokertest.Channel(t, cfg)
+	full := topo.Queue + ".full"
+	if _, err := ch.QueueDeclare(full, false, true, false, false, amqp.Table{"x-max-length": int64(0), "x-overflow": "reject-publish"}); err != nil {
+		t.Fatalf("declare full queue: %v", err)
+	}
+	t.Cleanup(func() { _, _ = ch.QueueDelete(full, false, false, false) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := p.Publish(ctx, full, amqp.Publishing{MessageId: "x", Body: []byte("{}")})
+	if !errors.Is(err, broker.ErrNacked) || !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("Publish to a rejecting queue = %v, want ErrNacked", err)
+	}
+}
+
+func TestPublishUnroutableIsAnError(t *testing.T) {
+	t.Parallel()
+	cfg := brokertest.Config(t)
+	topo := brokertest.Topology(t, cfg)
+	p := startPublisher(t, cfg, topo)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := p.Publish(ctx, topo.Queue+".nobody-declared-this", amqp.Publishing{MessageId: "lost", Body: []byte("{}")})
+	if !errors.Is(err, broker.ErrUnroutable) {
+		t.Fatalf("Publish to a missing queue = %v, want ErrUnroutable", err)
+	}
+	// The channel stays usable for the next publish.
+	if err := p.Publish(ctx, topo.Queue, amqp.Publishing{MessageId: "ok", Body: []byte("{}")}); err != nil {
+		t.Fatalf("Publish after a return: %v", err)
+	}
+}
+
+func TestPublishWithoutBrokerFailsFast(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close() // nothing listens here now
+	cfg := broker.Config{Host: "127.0.0.1", Port: port, VHost: "/", User: "u", Password: "p"}
+	p := broker.NewPublisher(cfg, broker.Topology{Queue: "q"}, 1, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer pcancel()
+	err = p.Publish(pctx, "q", amqp.Publishing{Body: []byte("{}")})
+	if !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("Publish without broker = %v, want ErrUnavailable", err)
+	}
+	if pctx.Err() != nil {
+		t.Fatal("Publish waited for its deadline instead of failing fast")
+	}
+	if p.Status().Connected {
+		t.Error("Status says connected without a broker")
+	}
+}
+
+func TestConfigURLEscapesAndStringHidesPassword(t *testing.T) {
+	t.Parallel()
+	cfg := broker.Config{Host: "h", Port: "5672", VHost: "/", User: "u@x", Password: "p:/@?#"}
+	u, err := amqp.ParseURI(cfg.URL())
+	if err != nil {
+		t.Fatalf("ParseURI(%q): %v", cfg.URL(), err)
+	}
+	if u.Username != "u@x" || u.Password != "p:/@?#" || u.Vhost != "/" {
+		t.Errorf("round trip: user %q password %q vhost %q", u.Username, u.Password, u.Vhost)
+	}
+	if s := cfg.String(); s == "" || strings.Contains(s, cfg.Password) {
+		t.Errorf("String() = %q leaks the password", s)
+	}
+}

@@ -1,0 +1,116 @@
+// Package brokertest connects tests to the RabbitMQ described in .env (the
+// application user on its vhost) and gives each test its own queue names,
+// deleted when the test ends.
+package brokertest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"moviestream/pkg/broker"
+	"moviestream/pkg/testenv"
+)
+
+// Config returns the broker config from .env, after checking the broker
+// answers (skip locally, fail in CI).
+func Config(tb testing.TB) broker.Config {
+	tb.Helper()
+	testenv.Load(tb)
+	cfg := broker.Config{
+		Host:     testenv.Get(tb, "RABBITMQ_HOST"),
+		Port:     testenv.Get(tb, "RABBITMQ_PORT"),
+		VHost:    testenv.Get(tb, "RABBITMQ_VHOST"),
+		User:     testenv.Get(tb, "RABBITMQ_USER"),
+		Password: testenv.Get(tb, "RABBITMQ_PASSWORD"),
+		Name:     "test:" + tb.Name(),
+	}
+	conn, err := amqp.DialConfig(cfg.URL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		testenv.Unavailable(tb, "RabbitMQ "+cfg.String(), err)
+	}
+	_ = conn.Close()
+	return cfg
+}
+
+// Channel opens a connection and channel for the test's own inspection.
+func Channel(tb testing.TB, cfg broker.Config) *amqp.Channel {
+	tb.Helper()
+	conn, err := amqp.Dial(cfg.URL())
+	if err != nil {
+		tb.Fatalf("dial %s: %v", cfg, err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		tb.Fatalf("channel: %v", err)
+	}
+	return ch
+}
+
+var unsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
+
+// Topology returns a topology with a queue name unique to this test; the
+// queue and its DLQ are deleted in Cleanup.
+func Topology(tb testing.TB, cfg broker.Config) broker.Topology {
+	tb.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := strings.ToLower(unsafe.ReplaceAllString(tb.Name(), "_"))
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	topo := broker.Topology{Queue: "test." + name + "." + hex.EncodeToString(b)}
+	tb.Cleanup(func() {
+		conn, err := amqp.Dial(cfg.URL())
+		if err != nil {
+			tb.Errorf("cleanup dial: %v", err)
+			return
+		}
+		defer conn.Close()
+		for _, q := range []string{topo.Queue, topo.DeadLetterQueue()} {
+			ch, err := conn.Channel()
+			if err != nil {
+				tb.Errorf("cleanup channel: %v", err)
+				return
+			}
+			_, _ = ch.QueueDelete(q, false, false, false)
+			_ = ch.Close()
+		}
+	})
+	return topo
+}
+
+// Depth returns the number of ready messages in queue.
+func Depth(tb testing.TB, ch *amqp.Channel, queue string) int {
+	tb.Helper()
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		tb.Fatalf("inspect %s: %v", queue, err)
+	}
+	return q.Messages
+}
+
+// Get fetches one message from queue within timeout, acking it.
+func Get(tb testing.TB, ch *amqp.Channel, queue string, timeout time.Duration) amqp.Delivery {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		d, ok, err := ch.Get(queue, true)
+		if err != nil {
+			tb.Fatalf("get from %s: %v", queue, err)
+		}
+		if ok {
+			return d
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("no message in %s within %s", queue, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,146 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/joho/godotenv"
+
+	"moviestream/pkg/config"
+)
+
+func TestReaderReportsEveryMissingKeyByName(t *testing.T) {
+	t.Setenv("CFG_TEST_PRESENT", "x")
+	t.Setenv("CFG_TEST_EMPTY", "  ")
+	var r config.Reader
+	_ = r.String("CFG_TEST_PRESENT")
+	_ = r.String("CFG_TEST_MISSING_A")
+	_ = r.String("CFG_TEST_EMPTY")
+	_ = r.Int("CFG_TEST_MISSING_B")
+	err := r.Err()
+	if !errors.Is(err, config.ErrInvalid) {
+		t.Fatalf("Err() = %v, want ErrInvalid", err)
+	}
+	for _, key := range []string{"CFG_TEST_MISSING_A", "CFG_TEST_EMPTY", "CFG_TEST_MISSING_B"} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("error %q does not name %s", err, key)
+		}
+	}
+	if strings.Contains(err.Error(), "CFG_TEST_PRESENT") {
+		t.Errorf("error %q names a key that is set", err)
+	}
+}
+
+func TestReaderTypedValues(t *testing.T) {
+	t.Setenv("CFG_TEST_INT", "8080")
+	t.Setenv("CFG_TEST_BADINT", "80a")
+	t.Setenv("CFG_TEST_DUR", "250ms")
+	t.Setenv("CFG_TEST_BADDUR", "-1s")
+	t.Setenv("CFG_TEST_LIST", " 127.0.0.1, ,10.0.0.1 ")
+	var r config.Reader
+	if got := r.Int("CFG_TEST_INT"); got != 8080 {
+		t.Errorf("Int = %d", got)
+	}
+	if got := r.Duration("CFG_TEST_DUR"); got != 250*time.Millisecond {
+		t.Errorf("Duration = %s", got)
+	}
+	if diff := cmp.Diff([]string{"127.0.0.1", "10.0.0.1"}, r.List("CFG_TEST_LIST")); diff != "" {
+		t.Errorf("List (-want +got):\n%s", diff)
+	}
+	if err := r.Err(); err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	r.Int("CFG_TEST_BADINT")
+	r.Duration("CFG_TEST_BADDUR")
+	err := r.Err()
+	for _, key := range []string{"CFG_TEST_BADINT", "CFG_TEST_BADDUR"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("error %v does not name %s", err, key)
+		}
+	}
+}
+
+func TestLoadRealEnvironmentWins(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "test.env")
+	if err := os.WriteFile(file, []byte("CFG_TEST_FROM_FILE=file\nCFG_TEST_OVERRIDDEN=file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(config.EnvFileVar, file)
+	t.Setenv("CFG_TEST_OVERRIDDEN", "real")
+	t.Cleanup(func() { os.Unsetenv("CFG_TEST_FROM_FILE") })
+	if err := config.Load(); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if got := os.Getenv("CFG_TEST_FROM_FILE"); got != "file" {
+		t.Errorf("CFG_TEST_FROM_FILE = %q, want value from file", got)
+	}
+	if got := os.Getenv("CFG_TEST_OVERRIDDEN"); got != "real" {
+		t.Errorf("CFG_TEST_OVERRIDDEN = %q, the real environment must win", got)
+	}
+}
+
+func TestLoadMissingExplicitFileFails(t *testing.T) {
+	t.Setenv(config.EnvFileVar, filepath.Join(t.TempDir(), "absent.env"))
+	if err := config.Load(); err == nil {
+		t.Fatal("Load succeeded with ENV_FILE pointing at no file")
+	}
+}
+
+// TestNoSecretOutsideEnvFile enforces that credentials live only in .env:
+// the value of every secret-looking key must not appear in any other
+// tracked file.
+func TestNoSecretOutsideEnvFile(t *testing.T) {
+	envFile := config.FindEnvFile()
+	if envFile == "" {
+		t.Fatal("no .env found above the working directory")
+	}
+	root := filepath.Dir(envFile)
+	values, err := godotenv.Read(envFile)
+	if err != nil {
+		t.Fatalf("read %s: %v", envFile, err)
+	}
+	secrets := map[string]string{}
+	for k, v := range values {
+		if strings.Contains(k, "PASSWORD") || strings.Contains(k, "SECRET") || strings.Contains(k, "TOKEN") || strings.HasSuffix(k, "_KEY") {
+			if len(v) < 8 {
+				t.Errorf("%s is shorter than 8 characters; use a real secret", k)
+				continue
+			}
+			secrets[k] = v
+		}
+	}
+	if len(secrets) == 0 {
+		t.Fatal("no secrets found in .env; the check would prove nothing")
+	}
+
+	out, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	checked := 0
+	for _, name := range strings.Split(string(out), "\x00") {
+		if name == "" || name == ".env" {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			continue // deleted in the work tree
+		}
+		checked++
+		for key, secret := range secrets {
+			if strings.Contains(string(data), secret) {
+				t.Errorf("%s contains the value of %s from .env", name, key)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no tracked files checked")
+	}
+}

@@ -1,0 +1,96 @@
+package pgdb_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"moviestream/pkg/pgdb"
+	"moviestream/pkg/pgdb/pgtest"
+)
+
+func closedPortConfig(t *testing.T) pgdb.Config {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	return pgdb.Config{Host: "127.0.0.1", Port: port, Name: "x", User: "u", Password: "not-logged-pw"}
+}
+
+func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
+	t.Parallel()
+	db, err := pgdb.Open(closedPortConfig(t))
+	if err != nil {
+		t.Fatalf("Open must not dial: %v", err)
+	}
+	defer pgdb.Close(db)
+	err = db.Exec("SELECT 1").Error
+	if err == nil || !pgdb.IsUnavailable(err) {
+		t.Fatalf("IsUnavailable(%v) = false, want true", err)
+	}
+}
+
+func TestStatementErrorsAreNotUnavailable(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Open(t)
+	err := db.Exec("SELECT * FROM no_such_table").Error
+	if err == nil || pgdb.IsUnavailable(err) {
+		t.Fatalf("IsUnavailable(%v) = true for a bad statement", err)
+	}
+	if pgdb.IsUnavailable(nil) {
+		t.Fatal("IsUnavailable(nil) = true")
+	}
+}
+
+func TestWaitGivesUpWhenContextEnds(t *testing.T) {
+	t.Parallel()
+	db, _ := pgdb.Open(closedPortConfig(t))
+	defer pgdb.Close(db)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := pgdb.Wait(ctx, db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait = %v, want DeadlineExceeded", err)
+	}
+}
+
+func TestMigrateIsIdempotentAndAtomic(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Open(t)
+	ctx := context.Background()
+	stmts := []string{`CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY)`}
+	for i := range 2 {
+		if err := pgdb.Migrate(ctx, db, 42, stmts...); err != nil {
+			t.Fatalf("Migrate run %d: %v", i+1, err)
+		}
+	}
+	// A failing statement rolls back the whole migration.
+	err := pgdb.Migrate(ctx, db, 42, `CREATE TABLE u (id int)`, `SELECT broken syntax here`)
+	if err == nil {
+		t.Fatal("Migrate with a bad statement succeeded")
+	}
+	var n int
+	db.Raw(`SELECT count(*) FROM information_schema.tables WHERE table_name = 'u'`).Scan(&n)
+	if n != 0 {
+		t.Fatal("table from a failed migration was committed")
+	}
+}
+
+func TestConfigStringHidesPassword(t *testing.T) {
+	t.Parallel()
+	cfg := closedPortConfig(t)
+	if strings.Contains(cfg.String(), cfg.Password) {
+		t.Fatalf("String() = %q leaks the password", cfg.String())
+	}
+	if !strings.Contains(cfg.DSN(), cfg.Password) {
+		t.Fatal("DSN() lacks the password")
+	}
+}

@@ -1,0 +1,43 @@
+// Package testenv decides what a test does when a service it needs is not
+// there: skip on a developer's laptop, fail in CI (CI=true), where .ci/run
+// has made sure every service runs. A data-path test never passes by
+// skipping in CI.
+package testenv
+
+import (
+	"os"
+	"testing"
+
+	"moviestream/pkg/config"
+)
+
+// Load reads the repository's .env into the environment, failing the test
+// if it cannot.
+func Load(tb testing.TB) {
+	tb.Helper()
+	if err := config.Load(); err != nil {
+		tb.Fatalf("load .env: %v", err)
+	}
+}
+
+// InCI reports whether the test runs in CI.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Unavailable stops the test because a required service is missing.
+func Unavailable(tb testing.TB, service string, err error) {
+	tb.Helper()
+	if InCI() {
+		tb.Fatalf("%s is required in CI but unavailable: %v", service, err)
+	}
+	tb.Skipf("%s unavailable (run make test-setup): %v", service, err)
+}
+
+// Get returns a required variable after Load, failing the test if unset.
+func Get(tb testing.TB, key string) string {
+	tb.Helper()
+	v := os.Getenv(key)
+	if v == "" {
+		tb.Fatalf("%s is not set; is .env complete?", key)
+	}
+	return v
+}
