@@ -4,6 +4,7 @@
 package brokertest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"regexp"
@@ -112,5 +113,30 @@ func Get(tb testing.TB, ch *amqp.Channel, queue string, timeout time.Duration) a
 			tb.Fatalf("no message in %s within %s", queue, timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Publish sends msgs to queue through the default exchange and waits until
+// the broker confirms all of them.
+func Publish(tb testing.TB, cfg broker.Config, queue string, msgs ...amqp.Publishing) {
+	tb.Helper()
+	ch := Channel(tb, cfg)
+	if err := ch.Confirm(false); err != nil {
+		tb.Fatalf("confirm mode: %v", err)
+	}
+	confirms := make([]*amqp.DeferredConfirmation, 0, len(msgs))
+	for _, m := range msgs {
+		dc, err := ch.PublishWithDeferredConfirm("", queue, false, false, m)
+		if err != nil {
+			tb.Fatalf("publish: %v", err)
+		}
+		confirms = append(confirms, dc)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, dc := range confirms {
+		if ok, err := dc.WaitContext(ctx); err != nil || !ok {
+			tb.Fatalf("publish not confirmed: acked=%v err=%v", ok, err)
+		}
 	}
 }

@@ -34,6 +34,10 @@ type Config struct {
 	Prefetch int
 	// BatchSize caps the orders written in one transaction.
 	BatchSize int
+	// Linger is how long to keep collecting after the first message of a
+	// batch; zero means 5ms. It adds at most that to a lone message's
+	// latency and lets a backlog be written in full batches.
+	Linger time.Duration
 	// WriteTimeout bounds one attempt to write a batch; zero means 30s.
 	WriteTimeout time.Duration
 }
@@ -48,11 +52,14 @@ type Consumer struct {
 
 // New returns a consumer writing to store.
 func New(cfg Config, store order.Store, log *slog.Logger) *Consumer {
-	if cfg.Prefetch <= 1 {
-		cfg.Prefetch = 500
-	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 250
+		cfg.BatchSize = 500
+	}
+	if cfg.Prefetch <= 1 {
+		cfg.Prefetch = 4 * cfg.BatchSize
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 5 * time.Millisecond
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 30 * time.Second
@@ -103,26 +110,41 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 	c.status.Set(broker.Status{Connected: true})
 	c.log.Info("consuming", "queue", c.cfg.Topology.Queue, "prefetch", c.cfg.Prefetch, "batch_size", c.cfg.BatchSize)
 
-	for {
-		batch, err := c.collect(ctx, deliveries)
-		if len(batch) > 0 {
-			c.process(ctx, batch, dlq)
+	// Two stages: while one batch is being committed, the next is gathered.
+	// Batches are settled strictly in order, which is what makes the single
+	// multiple-ack per batch in process correct.
+	batches := make(chan []amqp.Delivery, 1)
+	collectErr := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		for {
+			batch, err := c.collect(ctx, deliveries)
+			if len(batch) > 0 {
+				batches <- batch
+			}
+			if err != nil {
+				collectErr <- err
+				return
+			}
 		}
-		if errors.Is(err, context.Canceled) || ctx.Err() != nil {
-			// Stop intake; what is prefetched but uncommitted goes back to
-			// the queue when the channel closes.
-			_ = ch.Cancel(tag, false)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	}()
+	for batch := range batches {
+		c.process(ctx, batch, dlq)
 	}
+	err = <-collectErr
+	if ctx.Err() != nil {
+		// Stop intake; what is prefetched but uncommitted goes back to the
+		// queue when the channel closes.
+		_ = ch.Cancel(tag, false)
+		return nil
+	}
+	return err
 }
 
-// collect waits for one delivery, then takes whatever else has already
-// arrived, up to the batch size, without waiting: a light load is written at
-// once, a heavy one in large transactions.
+// collect waits for one delivery, then gathers more until the batch is full
+// or Linger has passed. The library hands deliveries over an unbuffered
+// channel, so without the linger a backlog would be written one message per
+// transaction (measured: ~500 orders/s instead of tens of thousands).
 func (c *Consumer) collect(ctx context.Context, deliveries <-chan amqp.Delivery) ([]amqp.Delivery, error) {
 	var batch []amqp.Delivery
 	select {
@@ -134,6 +156,8 @@ func (c *Consumer) collect(ctx context.Context, deliveries <-chan amqp.Delivery)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	linger := time.NewTimer(c.cfg.Linger)
+	defer linger.Stop()
 	for len(batch) < c.cfg.BatchSize {
 		select {
 		case d, ok := <-deliveries:
@@ -141,7 +165,10 @@ func (c *Consumer) collect(ctx context.Context, deliveries <-chan amqp.Delivery)
 				return batch, errDeliveriesClosed
 			}
 			batch = append(batch, d)
-		default:
+		case <-linger.C:
+			return batch, nil
+		case <-ctx.Done():
+			// Settle what is in hand; the caller then stops.
 			return batch, nil
 		}
 	}
@@ -168,8 +195,10 @@ func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery, dlq *brok
 	err := c.save(ctx, orders)
 	switch {
 	case err == nil:
-		for _, d := range held {
-			c.ack(d)
+		// Every earlier delivery on this channel is settled, so one
+		// multiple-ack settles exactly this batch's held messages.
+		if aerr := held[len(held)-1].Ack(true); aerr != nil {
+			c.log.Debug("ack failed; messages will be redelivered and deduplicated", "messages", len(held), "err", aerr)
 		}
 	case ctx.Err() != nil:
 		// Stopping while the database is down: nothing was committed, so

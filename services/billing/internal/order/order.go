@@ -7,6 +7,9 @@ package order
 import (
 	"context"
 	"errors"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"moviestream/pkg/billingmsg"
 )
@@ -29,6 +32,10 @@ var ErrUnavailable = errors.New("order storage unavailable")
 // FromMessage validates a message body and returns the order it describes.
 // Errors wrap billingmsg.ErrInvalid: such a message never becomes an order.
 func FromMessage(messageID string, body []byte) (Order, error) {
+	// AMQP allows any bytes in message_id; PostgreSQL text does not.
+	if !utf8.ValidString(messageID) || strings.IndexFunc(messageID, unicode.IsControl) >= 0 {
+		return Order{}, &billingmsg.FieldError{Field: "message_id", Reason: "must be printable UTF-8"}
+	}
 	m, err := billingmsg.Parse(body)
 	if err != nil {
 		return Order{}, err

@@ -4,11 +4,11 @@ package orderdb
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"moviestream/pkg/pgdb"
 	"moviestream/services/billing/internal/order"
@@ -31,16 +31,6 @@ var schema = []string{
 	)`,
 }
 
-type row struct {
-	ID            int64 `gorm:"primaryKey;->"`
-	MessageID     sql.NullString
-	UserID        string
-	NumberOfItems int32
-	TotalAmount   string
-}
-
-func (row) TableName() string { return "orders" }
-
 // Store implements order.Store.
 type Store struct {
 	db *gorm.DB
@@ -57,26 +47,33 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// Save implements order.Store with one multi-row INSERT ... ON CONFLICT
-// (message_id) DO NOTHING: a single statement, so all rows commit together
-// or none do.
+// insertOrders writes a whole batch as one statement: four arrays unnested
+// into rows. Measured against gorm's multi-row Create of the same batch it
+// cuts the per-row cost several times, because nothing is reflected per row
+// and the statement text does not grow with the batch. A conflicting
+// message_id (a redelivery) is skipped.
+const insertOrders = `INSERT INTO orders (message_id, user_id, number_of_items, total_amount)
+SELECT * FROM unnest(?::text[], ?::text[], ?::integer[], ?::numeric[])
+ON CONFLICT (message_id) DO NOTHING`
+
+// Save implements order.Store. One statement: all rows commit together or
+// none do.
 func (s *Store) Save(ctx context.Context, orders []order.Order) (int64, error) {
 	if len(orders) == 0 {
 		return 0, nil
 	}
-	rows := make([]row, len(orders))
-	for i, o := range orders {
-		rows[i] = row{
-			MessageID:     sql.NullString{String: o.MessageID, Valid: o.MessageID != ""},
-			UserID:        o.UserID,
-			NumberOfItems: o.NumberOfItems,
-			TotalAmount:   o.TotalAmount.String(),
+	var ids, users, items, totals arrayLiteral
+	for _, o := range orders {
+		if o.MessageID == "" {
+			ids.addNull()
+		} else {
+			ids.addQuoted(o.MessageID)
 		}
+		users.addQuoted(o.UserID)
+		items.addRaw(strconv.FormatInt(int64(o.NumberOfItems), 10))
+		totals.addRaw(o.TotalAmount.String())
 	}
-	res := s.db.WithContext(ctx).
-		Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "message_id"}}, DoNothing: true}).
-		Omit("ID").
-		Create(&rows)
+	res := s.db.WithContext(ctx).Exec(insertOrders, ids.value(), users.value(), items.value(), totals.value())
 	if err := res.Error; err != nil {
 		if pgdb.IsUnavailable(err) {
 			return 0, fmt.Errorf("orderdb: save %d orders: %w: %w", len(orders), order.ErrUnavailable, err)
@@ -85,3 +82,28 @@ func (s *Store) Save(ctx context.Context, orders []order.Order) (int64, error) {
 	}
 	return res.RowsAffected, nil
 }
+
+// arrayLiteral builds PostgreSQL array input text, e.g. {"a","b\"c",NULL}.
+// Passed as a single text parameter, so gorm does not expand it into a list.
+type arrayLiteral struct{ b strings.Builder }
+
+var arrayEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
+func (a *arrayLiteral) sep() {
+	if a.b.Len() == 0 {
+		a.b.WriteByte('{')
+	} else {
+		a.b.WriteByte(',')
+	}
+}
+
+func (a *arrayLiteral) addQuoted(s string) {
+	a.sep()
+	a.b.WriteByte('"')
+	_, _ = arrayEscaper.WriteString(&a.b, s)
+	a.b.WriteByte('"')
+}
+
+func (a *arrayLiteral) addRaw(s string) { a.sep(); a.b.WriteString(s) }
+func (a *arrayLiteral) addNull()        { a.sep(); a.b.WriteString("NULL") }
+func (a *arrayLiteral) value() string   { return a.b.String() + "}" }

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# scripts/deploy-app.sh <gateway|inventory|billing>...
+# Build bin/<service> from the working tree and start the service under PM2,
+# or restart it when it already runs, then save the PM2 process list (and,
+# with systemd, register PM2 to start at boot, once).
+# Why: one command puts the current code in production on this host; running
+# it again rebuilds and restarts, so new code is always picked up. All
+# binaries are built before any restart, so a build error leaves the running
+# services untouched; each binary is replaced atomically (rename).
+set -euo pipefail
+here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+usage() {
+  echo "usage: ${0##*/} <gateway|inventory|billing>..." >&2
+  exit 2
+}
+(($# > 0)) || usage
+for svc in "$@"; do
+  case $svc in
+    gateway | inventory | billing) ;;
+    *) usage ;;
+  esac
+done
+
+command -v go >/dev/null || die "go not found: run scripts/provision-common.sh"
+command -v pm2 >/dev/null || die "pm2 not found: run scripts/provision-common.sh"
+
+cd "$REPO_ROOT"
+mkdir -p bin
+for svc in "$@"; do
+  log "building bin/$svc"
+  go build -o "bin/.$svc.new" "./services/$svc"
+done
+for svc in "$@"; do
+  mv -f "bin/.$svc.new" "bin/$svc"
+done
+
+for svc in "$@"; do
+  log "starting or restarting ${svc}_app"
+  pm2_run startOrRestart "$SCRIPTS_DIR/ecosystem.config.js" --only "${svc}_app" --update-env
+done
+pm2_run save
+
+if have_systemd; then
+  user=$(id -un)
+  if [[ -f /etc/systemd/system/pm2-$user.service ]]; then
+    log "PM2 boot service pm2-$user already installed"
+  else
+    pm2_run startup systemd -u "$user" --hp "$(getent passwd "$user" | cut -d: -f6)"
+  fi
+else
+  log "no systemd: PM2 boot service skipped (run scripts/up.sh after a reboot)"
+fi

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# scripts/lib.sh: helpers shared by the scripts in scripts/ and by .ci/run.
+# Sourced, never executed:   . "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+#
+# Why: one place for loading .env (a variable already set in the real
+# environment wins), logging, and the "install if missing / start if stopped"
+# logic that must work both with systemd and without it (containers, CI
+# runners). It sets no shell options: every caller runs `set -euo pipefail`
+# itself, and sourcing this file into an interactive shell stays harmless.
+# shellcheck shell=bash
+
+REPO_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
+SCRIPTS_DIR="$REPO_ROOT/scripts"
+# shellcheck source=versions.sh
+. "$SCRIPTS_DIR/versions.sh"
+
+# provision-common.sh installs Go here; it comes first for every script.
+case ":$PATH:" in
+  *:/usr/local/go/bin:*) ;;
+  *) PATH="/usr/local/go/bin:$PATH" ;;
+esac
+export PATH
+
+# log MESSAGE...: one line on stderr, prefixed with the script name.
+log() {
+  printf '[%s] %s\n' "${0##*/}" "$*" >&2
+}
+
+# die MESSAGE...: log and exit 1.
+die() {
+  log "error: $*"
+  exit 1
+}
+
+require_root() {
+  [[ $EUID -eq 0 ]] || die "must run as root (installs packages and manages services)"
+}
+
+# require_env NAME...: fail naming every variable that is unset or empty.
+require_env() {
+  local name missing=()
+  for name in "$@"; do
+    [[ -n ${!name:-} ]] || missing+=("$name")
+  done
+  ((${#missing[@]} == 0)) || die "missing in the environment and in .env: ${missing[*]}"
+}
+
+# load_env: export every variable of the repository's .env (or of $ENV_FILE
+# when set), except those already set in the real environment, which win.
+# The names taken from the file are kept in MOVIESTREAM_DOTENV_KEYS (exported,
+# so child scripts know them too) for pm2_run, which keeps them out of PM2.
+# Local names are prefixed to avoid clashing with names defined in the file.
+load_env() {
+  local _le_file=${ENV_FILE:-$REPO_ROOT/.env}
+  [[ -r $_le_file ]] || die "env file $_le_file not found or not readable"
+
+  local -a _le_names
+  mapfile -t _le_names < <(
+    sed -nE 's/^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=.*/\2/p' "$_le_file"
+  )
+
+  # A name inherited from a parent script that itself read it from the file
+  # is not "real environment": read it again from the file.
+  local _le_inherited=" ${MOVIESTREAM_DOTENV_KEYS:-} " _le_name
+  local -A _le_real=()
+  for _le_name in "${_le_names[@]}"; do
+    if [[ -v $_le_name && $_le_inherited != *" $_le_name "* ]]; then
+      _le_real[$_le_name]=${!_le_name}
+    fi
+  done
+
+  set -a
+  # shellcheck disable=SC1090 # the file is chosen at run time
+  . "$_le_file"
+  set +a
+
+  local -a _le_from_file=()
+  for _le_name in "${_le_names[@]}"; do
+    if [[ -v _le_real[$_le_name] ]]; then
+      export "$_le_name=${_le_real[$_le_name]}"
+    else
+      _le_from_file+=("$_le_name")
+    fi
+  done
+  MOVIESTREAM_DOTENV_KEYS="${_le_from_file[*]}"
+  export MOVIESTREAM_DOTENV_KEYS
+}
+
+# pm2_run ARGS...: run pm2 without the variables load_env read from .env, so
+# that `--update-env` never copies configuration (secrets included) into PM2
+# and its dump file. The apps read .env themselves through ENV_FILE; what
+# the operator set in the real environment still reaches them.
+pm2_run() {
+  local key
+  local -a unset_args=(-u MOVIESTREAM_DOTENV_KEYS)
+  for key in ${MOVIESTREAM_DOTENV_KEYS:-}; do
+    unset_args+=(-u "$key")
+  done
+  env "${unset_args[@]}" pm2 "$@"
+}
+
+# pm2_daemon_running: true when the PM2 daemon of this user runs. Checked
+# without the pm2 command, which would spawn the daemon.
+pm2_daemon_running() {
+  local pidfile="${PM2_HOME:-${HOME:-}/.pm2}/pm2.pid" pid
+  [[ -r $pidfile ]] || return 1
+  pid=$(<"$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
+have_systemd() {
+  [[ -d /run/systemd/system ]]
+}
+
+# wait_for SECONDS COMMAND...: run COMMAND every second until it succeeds;
+# return 1 when SECONDS have passed without success.
+wait_for() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 1
+  done
+}
+
+# quiet COMMAND...: run COMMAND with its output discarded.
+quiet() {
+  "$@" >/dev/null 2>&1
+}
+
+# apt_install PACKAGE...: install the packages that are not installed yet;
+# `apt-get update` runs at most once per run (child scripts included).
+apt_install() {
+  local pkg status
+  local -a missing=()
+  for pkg in "$@"; do
+    # shellcheck disable=SC2016 # ${Status} is a dpkg-query field, not a shell variable
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [[ $status == "install ok installed" ]] || missing+=("$pkg")
+  done
+  ((${#missing[@]} > 0)) || return 0
+
+  require_root
+  if [[ -z ${MOVIESTREAM_APT_UPDATED:-} ]]; then
+    log "apt-get update"
+    apt-get update -q
+    export MOVIESTREAM_APT_UPDATED=1
+  fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# start_postgres: start every PostgreSQL cluster that is not running, then
+# wait until the server accepts connections.
+start_postgres() {
+  if have_systemd; then
+    if ! quiet pg_isready; then
+      log "starting PostgreSQL (systemd)"
+      systemctl start postgresql
+    fi
+  else
+    local ver cluster port status rest found=
+    while read -r ver cluster port status rest; do
+      found=1
+      [[ $status == online* ]] && continue
+      log "starting PostgreSQL cluster $ver/$cluster (port $port)"
+      pg_ctlcluster --skip-systemctl-redirect "$ver" "$cluster" start
+    done < <(pg_lsclusters --no-header)
+    [[ -n $found ]] || die "no PostgreSQL cluster found (pg_lsclusters is empty)"
+  fi
+  wait_for 60 quiet pg_isready ||
+    die "PostgreSQL does not accept connections after 60 s; see /var/log/postgresql/"
+}
+
+# start_rabbitmq: start the RabbitMQ node if it does not answer, then wait
+# until the broker application has started.
+start_rabbitmq() {
+  if ! quiet rabbitmqctl status; then
+    if have_systemd; then
+      log "starting RabbitMQ (systemd)"
+      systemctl start rabbitmq-server
+    else
+      log "starting RabbitMQ (rabbitmq-server -detached)"
+      rabbitmq-server -detached
+    fi
+  fi
+  wait_for 90 quiet rabbitmqctl --timeout 10 await_startup ||
+    die "RabbitMQ did not start within 90 s; see /var/log/rabbitmq/"
+}
+
+# http_ok URL: true when URL answers 200.
+http_ok() {
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1") || true
+  [[ $code == 200 ]]
+}
+
+# wait_http URL TIMEOUT_SECONDS: wait until URL answers 200; 1 on timeout.
+wait_http() {
+  wait_for "$2" http_ok "$1"
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# scripts/test-setup.sh: prepare this machine for `make test`: common tools
+# (Go, C toolchain for -race), PostgreSQL with the inventory, billing and test
+# roles, and RabbitMQ with the application user (the broker integration tests
+# connect as that user). Installs what is missing, starts what is stopped.
+# Why: the Go tests run against a real PostgreSQL and RabbitMQ; this script is
+# the first step of `make test` and of CI, and running it again is harmless.
+set -euo pipefail
+here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+
+bash "$here/provision-common.sh"
+bash "$here/provision-postgres.sh" inventory billing test
+bash "$here/provision-rabbitmq.sh"

@@ -1,0 +1,253 @@
+package consumer_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"gorm.io/gorm"
+
+	"moviestream/pkg/broker"
+	"moviestream/pkg/broker/brokertest"
+	"moviestream/pkg/pgdb"
+	"moviestream/pkg/pgdb/pgtest"
+	"moviestream/services/billing/internal/consumer"
+	"moviestream/services/billing/internal/order"
+	"moviestream/services/billing/internal/orderdb"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type rig struct {
+	cfg  broker.Config
+	topo broker.Topology
+	db   *gorm.DB
+	ch   *amqp.Channel
+}
+
+// newRig gives a test its own database (migrated) and its own queue
+// (declared), both real.
+func newRig(tb testing.TB) *rig {
+	tb.Helper()
+	cfg := brokertest.Config(tb)
+	topo := brokertest.Topology(tb, cfg)
+	ch := brokertest.Channel(tb, cfg)
+	if err := topo.Declare(ch); err != nil {
+		tb.Fatalf("declare: %v", err)
+	}
+	db := pgtest.Open(tb)
+	if err := orderdb.New(db).Migrate(context.Background()); err != nil {
+		tb.Fatalf("migrate: %v", err)
+	}
+	return &rig{cfg: cfg, topo: topo, db: db, ch: ch}
+}
+
+// start runs a consumer over store until the returned stop is called (or
+// the test ends) and waits until it is subscribed.
+func (r *rig) start(tb testing.TB, store order.Store) (stop func()) {
+	tb.Helper()
+	c := consumer.New(consumer.Config{Broker: r.cfg, Topology: r.topo, Prefetch: 500, BatchSize: 250}, store, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	tb.Cleanup(stop)
+	waitFor(tb, 10*time.Second, "consumer subscribed", func() bool { return c.Status().Connected })
+	return stop
+}
+
+func (r *rig) count(tb testing.TB, where string) int64 {
+	tb.Helper()
+	var n int64
+	if err := r.db.Raw("SELECT count(*) FROM orders WHERE " + where).Scan(&n).Error; err != nil {
+		tb.Fatalf("count: %v", err)
+	}
+	return n
+}
+
+func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func msg(id, body string) amqp.Publishing {
+	return amqp.Publishing{MessageId: id, ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: []byte(body)}
+}
+
+const valid = `{"user_id":"3","number_of_items":"5","total_amount":"180"}`
+
+func TestMessagesBecomeOrdersAndAreAckedAfterCommit(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	stop := r.start(t, orderdb.New(r.db))
+
+	brokertest.Publish(t, r.cfg, r.topo.Queue,
+		msg("m-1", valid),
+		msg("m-2", `{"user_id":42,"number_of_items":1,"total_amount":0.99}`),
+		msg("", `{"user_id":"by-hand","number_of_items":"2","total_amount":"10.5"}`), // management UI style: no id
+	)
+	waitFor(t, 10*time.Second, "3 orders", func() bool { return r.count(t, "true") == 3 })
+	stop()
+
+	// Acked, not just delivered: after the consumer is gone nothing returns.
+	if n := brokertest.Depth(t, r.ch, r.topo.Queue); n != 0 {
+		t.Fatalf("queue holds %d messages after processing, want 0 (unacked?)", n)
+	}
+	if n := r.count(t, "message_id = 'm-1' AND user_id = '3' AND number_of_items = 5 AND total_amount = 180.00"); n != 1 {
+		t.Errorf("m-1 stored %d times with the expected values, want 1", n)
+	}
+	if n := r.count(t, "message_id IS NULL AND total_amount = 10.50"); n != 1 {
+		t.Errorf("hand-published order stored %d times, want 1", n)
+	}
+}
+
+func TestRedeliveredMessageIDWritesOneOrder(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	stop := r.start(t, orderdb.New(r.db))
+	brokertest.Publish(t, r.cfg, r.topo.Queue, msg("same", valid), msg("same", valid), msg("other", valid))
+	waitFor(t, 10*time.Second, "orders written", func() bool { return r.count(t, "message_id = 'other'") == 1 })
+	stop()
+	if n := brokertest.Depth(t, r.ch, r.topo.Queue); n != 0 {
+		t.Fatalf("queue holds %d after stop, want 0: the duplicate must be acked too", n)
+	}
+	if n := r.count(t, "true"); n != 2 {
+		t.Fatalf("orders = %d, want 2 (one per message_id)", n)
+	}
+}
+
+func TestPoisonMessagesAreDeadLetteredWithReason(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	stop := r.start(t, orderdb.New(r.db))
+
+	poison := map[string]string{
+		"malformed":      `{"user_id":"3",`,
+		"not-json":       "\x00\x01binary\xff",
+		"empty":          ``,
+		"wrong-types":    `{"user_id":true,"number_of_items":[1],"total_amount":{}}`,
+		"negative":       `{"user_id":"3","number_of_items":"5","total_amount":"-180"}`,
+		"decimals":       `{"user_id":"3","number_of_items":"5","total_amount":"1.999"}`,
+		"zero-items":     `{"user_id":"3","number_of_items":0,"total_amount":"1"}`,
+		"oversized-body": `{"user_id":"3","number_of_items":1,"total_amount":1,"pad":"` + strings.Repeat("x", 70_000) + `"}`,
+	}
+	var msgs []amqp.Publishing
+	msgs = append(msgs, msg("good-1", valid))
+	for id, body := range poison {
+		msgs = append(msgs, msg(id, body))
+	}
+	msgs = append(msgs, msg("good-2", valid))
+	brokertest.Publish(t, r.cfg, r.topo.Queue, msgs...)
+
+	waitFor(t, 10*time.Second, "dead letters", func() bool {
+		return brokertest.Depth(t, r.ch, r.topo.DeadLetterQueue()) == len(poison)
+	})
+	waitFor(t, 10*time.Second, "valid orders", func() bool { return r.count(t, "true") == 2 })
+	stop()
+	if n := brokertest.Depth(t, r.ch, r.topo.Queue); n != 0 {
+		t.Fatalf("main queue holds %d after stop, want 0", n)
+	}
+	if n := r.count(t, "message_id IN ('good-1','good-2')"); n != 2 {
+		t.Fatalf("valid orders stored = %d, want 2", n)
+	}
+	seen := map[string]bool{}
+	for range poison {
+		d := brokertest.Get(t, r.ch, r.topo.DeadLetterQueue(), 5*time.Second)
+		reason, _ := d.Headers[consumer.HeaderReason].(string)
+		if reason == "" {
+			t.Errorf("dead letter %q has no %s header", d.MessageId, consumer.HeaderReason)
+		}
+		if q, _ := d.Headers[consumer.HeaderOriginalQueue].(string); q != r.topo.Queue {
+			t.Errorf("dead letter %q: original queue %q", d.MessageId, q)
+		}
+		if body, ok := poison[d.MessageId]; !ok || string(d.Body) != body {
+			t.Errorf("dead letter %q: body not preserved", d.MessageId)
+		}
+		seen[d.MessageId] = true
+	}
+	if len(seen) != len(poison) {
+		t.Errorf("dead-lettered %d distinct messages, want %d", len(seen), len(poison))
+	}
+}
+
+func TestBacklogIsProcessedAtStart(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	const n = 2000
+	msgs := make([]amqp.Publishing, n)
+	for i := range msgs {
+		msgs[i] = msg(fmt.Sprintf("backlog-%d", i), valid)
+	}
+	brokertest.Publish(t, r.cfg, r.topo.Queue, msgs...) // while billing is "stopped"
+	if d := brokertest.Depth(t, r.ch, r.topo.Queue); d != n {
+		t.Fatalf("queue holds %d before start, want %d", d, n)
+	}
+	stop := r.start(t, orderdb.New(r.db))
+	waitFor(t, 30*time.Second, "backlog written", func() bool { return r.count(t, "true") == n })
+	stop()
+	if d := brokertest.Depth(t, r.ch, r.topo.Queue); d != 0 {
+		t.Fatalf("queue holds %d after processing, want 0", d)
+	}
+}
+
+func TestDatabaseDownLeavesMessagesUnackedAndStopReturnsThem(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	down, err := pgdb.Open(pgdb.Config{Host: "127.0.0.1", Port: port, Name: "x", User: "u", Password: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pgdb.Close(down)
+
+	stop := r.start(t, orderdb.New(down))
+	brokertest.Publish(t, r.cfg, r.topo.Queue, msg("a", valid), msg("b", valid), msg("c", valid))
+	// Delivered to the consumer (nothing ready) but held, not acked.
+	waitFor(t, 10*time.Second, "messages delivered", func() bool { return brokertest.Depth(t, r.ch, r.topo.Queue) == 0 })
+	stop()
+	waitFor(t, 10*time.Second, "messages back in the queue", func() bool { return brokertest.Depth(t, r.ch, r.topo.Queue) == 3 })
+	if n := brokertest.Depth(t, r.ch, r.topo.DeadLetterQueue()); n != 0 {
+		t.Fatalf("%d messages dead-lettered during a database outage, want 0", n)
+	}
+}
+
+// BenchmarkConsume measures orders written per second from a full queue.
+func BenchmarkConsume(b *testing.B) {
+	r := newRig(b)
+	msgs := make([]amqp.Publishing, b.N)
+	for i := range msgs {
+		msgs[i] = msg(fmt.Sprintf("bench-%d", i), valid)
+	}
+	brokertest.Publish(b, r.cfg, r.topo.Queue, msgs...)
+	b.ResetTimer()
+	start := time.Now()
+	stop := r.start(b, orderdb.New(r.db))
+	waitFor(b, 5*time.Minute, "all consumed", func() bool { return r.count(b, "true") == int64(b.N) })
+	b.StopTimer()
+	stop()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "orders/s")
+}
