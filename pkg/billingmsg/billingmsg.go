@@ -84,6 +84,11 @@ func Parse(body []byte) (Order, error) {
 	if !json.Valid(trimmed) {
 		return Order{}, fmt.Errorf("%w: invalid JSON", ErrMalformed)
 	}
+	// encoding/json would silently turn invalid UTF-8 into U+FFFD, storing a
+	// user_id other than the one sent.
+	if !utf8.Valid(trimmed) {
+		return Order{}, fmt.Errorf("%w: body is not valid UTF-8", ErrMalformed)
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(trimmed, &fields); err != nil {
 		return Order{}, fmt.Errorf("%w: %v", ErrMalformed, err)

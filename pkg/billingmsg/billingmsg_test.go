@@ -82,6 +82,7 @@ func TestParseInvalid(t *testing.T) {
 		{"not json", `hello`, "", "JSON object"},
 		{"array", `[1,2]`, "", "JSON object"},
 		{"truncated", `{"user_id":"3"`, "", "invalid JSON"},
+		{"invalid utf-8", "{\"user_id\":\"\xff\xfe\",\"number_of_items\":1,\"total_amount\":1}", "", "UTF-8"},
 		{"trailing garbage", `{"user_id":"3","number_of_items":1,"total_amount":1} x`, "", "invalid JSON"},
 		{"too large", `{"pad":"` + strings.Repeat("a", billingmsg.MaxBodyBytes) + `"}`, "", "limit"},
 		{"missing user_id", with("user_id", ""), "user_id", "required"},

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxBodyBytes is the largest request body the services accept (1 MiB).
@@ -67,6 +68,10 @@ func DecodeObject(body []byte, dst any) error {
 	if trimmed[0] != '{' {
 		return fmt.Errorf("%w: expected a JSON object", ErrSyntax)
 	}
+	// encoding/json would silently store U+FFFD for invalid bytes.
+	if !utf8.Valid(trimmed) {
+		return fmt.Errorf("%w: body is not valid UTF-8", ErrSyntax)
+	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	if err := dec.Decode(dst); err != nil {
 		var typeErr *json.UnmarshalTypeError
@@ -75,7 +80,8 @@ func DecodeObject(body []byte, dst any) error {
 		}
 		return fmt.Errorf("%w: %s", ErrSyntax, describeSyntax(err))
 	}
-	if dec.More() {
+	// dec.More misses a stray '}' or ']': compare offsets instead.
+	if dec.InputOffset() != int64(len(trimmed)) {
 		return fmt.Errorf("%w: unexpected data after the JSON object", ErrSyntax)
 	}
 	return nil

@@ -68,17 +68,19 @@ func NewID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// logFailures logs each request that ended in a 5xx or carried an error,
-// once, at the edge. Handlers attach the underlying error with c.Error and
-// answer with a generic message; the detail lives only here.
+// logFailures logs each request whose handler recorded an error, once, at
+// the edge. Handlers attach the underlying error with c.Error and answer
+// with a generic message; the detail lives only here. Responses without a
+// recorded error are not logged here: a proxied 5xx was logged by the
+// service that produced it, and the proxy logs its own failures.
 func logFailures(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		status := c.Writer.Status()
-		if status < 500 && len(c.Errors) == 0 {
+		if len(c.Errors) == 0 {
 			return
 		}
+		status := c.Writer.Status()
 		// A client's mistake is not an operator's problem: 4xx only at debug.
 		level := slog.LevelDebug
 		if status >= 500 {

@@ -72,9 +72,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}()
 
 	// Adapters.
+	movies, err := proxy.New(proxy.Config{Target: target, Timeout: upstreamTimeout, TrustedProxies: trusted}, log)
+	if err != nil {
+		return err
+	}
 	handler, err := httpapi.New(httpapi.Deps{
-		Movies:      proxy.New(proxy.Config{Target: target, Timeout: upstreamTimeout}, log),
-		PostBilling: billingapi.New(publisher, queue, publishTimeout, log).Post,
+		Movies:      movies,
+		PostBilling: billingapi.New(publisher, queue, publishTimeout).Post,
 		Broker:      publisher.Status,
 	}, log, trusted)
 	if err != nil {

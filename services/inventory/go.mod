@@ -4,6 +4,7 @@ go 1.26
 
 require (
 	github.com/gin-gonic/gin v1.12.0
+	github.com/google/go-cmp v0.7.0
 	gorm.io/gorm v1.31.2
 	moviestream/pkg v0.0.0
 )

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -38,13 +37,12 @@ type Handler struct {
 	pub     Publisher
 	queue   string
 	timeout time.Duration
-	log     *slog.Logger
 }
 
 // New returns a handler publishing to queue, waiting at most timeout for
 // the broker's confirm.
-func New(pub Publisher, queue string, timeout time.Duration, log *slog.Logger) *Handler {
-	return &Handler{pub: pub, queue: queue, timeout: timeout, log: log}
+func New(pub Publisher, queue string, timeout time.Duration) *Handler {
+	return &Handler{pub: pub, queue: queue, timeout: timeout}
 }
 
 type postedResponse struct {
@@ -143,8 +141,6 @@ func (h *Handler) respondError(c *gin.Context, err error) {
 		status, detail = http.StatusServiceUnavailable, web.ErrorDetail{
 			Code: web.CodeUnavailable, Message: "message broker unavailable; the order was not accepted, retry later",
 		}
-		// A 503 is an operator's concern even though the request was fine.
-		h.log.Warn("publish failed", "request_id", c.GetHeader(web.RequestIDHeader), "err", err)
 	}
 	_ = c.Error(err)
 	web.WriteError(c.Writer, status, detail)

@@ -7,10 +7,12 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"sync"
 	"time"
@@ -25,13 +27,22 @@ type Config struct {
 	// Timeout bounds the wait for the inventory's response headers; past it
 	// the client gets 504.
 	Timeout time.Duration
+	// TrustedProxies are peers (IPs or CIDRs) whose X-Forwarded-For is kept
+	// and extended; from anyone else it is dropped, so a client cannot spoof
+	// the address inventory sees.
+	TrustedProxies []string
 	// MaxIdleConns is the idle keep-alive pool to the inventory. Go's
 	// default of 2 per host makes a busy proxy dial for most requests.
 	MaxIdleConns int
 }
 
-// New returns the proxy handler. It is safe for concurrent use.
-func New(cfg Config, log *slog.Logger) http.Handler {
+// New returns the proxy handler. It is safe for concurrent use. It fails
+// only on a malformed TrustedProxies entry.
+func New(cfg Config, log *slog.Logger) (http.Handler, error) {
+	trusted, err := parseNets(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.MaxIdleConns <= 0 {
 		cfg.MaxIdleConns = 256
 	}
@@ -53,11 +64,22 @@ func New(cfg Config, log *slog.Logger) http.Handler {
 	target := cfg.Target
 	rp := &httputil.ReverseProxy{
 		// Rewrite (not Director): ReverseProxy drops client-sent
-		// X-Forwarded-* before this runs, so a client cannot spoof its
-		// address; SetXForwarded then records the real peer.
+		// X-Forwarded-* before this runs; only a trusted peer's chain is put
+		// back, and SetXForwarded then appends the real peer.
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
+			if xff := pr.In.Header.Values("X-Forwarded-For"); len(xff) > 0 && isTrusted(trusted, pr.In.RemoteAddr) {
+				pr.Out.Header["X-Forwarded-For"] = xff
+			}
 			pr.SetXForwarded()
+		},
+		// Inventory echoes the request id; make sure the client gets one
+		// even from an upstream that does not.
+		ModifyResponse: func(resp *http.Response) error {
+			if id := resp.Request.Header.Get(web.RequestIDHeader); id != "" && resp.Header.Get(web.RequestIDHeader) == "" {
+				resp.Header.Set(web.RequestIDHeader, id)
+			}
+			return nil
 		},
 		Transport:    transport,
 		BufferPool:   newBufferPool(32 << 10),
@@ -68,14 +90,45 @@ func New(cfg Config, log *slog.Logger) http.Handler {
 		// copy so the client sees inventory's headers exactly, once.
 		w.Header().Del(web.RequestIDHeader)
 		rp.ServeHTTP(w, r)
-	})
+	}), nil
+}
+
+func parseNets(entries []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, e := range entries {
+		if p, err := netip.ParsePrefix(e); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(e)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: trusted proxy %q is neither an IP nor a CIDR", e)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+func isTrusted(nets []netip.Prefix, remoteAddr string) bool {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	for _, n := range nets {
+		if n.Contains(ap.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 // errorHandler is the proxy's one error mapping: timeout -> 504, any other
 // failure to reach inventory -> 502, client gone -> log only.
 func errorHandler(log *slog.Logger) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
-		w.Header().Set(web.RequestIDHeader, r.Header.Get(web.RequestIDHeader))
+		if id := r.Header.Get(web.RequestIDHeader); id != "" {
+			w.Header().Set(web.RequestIDHeader, id)
+		}
 		attrs := []any{"method", r.Method, "path", r.URL.Path, "request_id", r.Header.Get(web.RequestIDHeader), "err", err.Error()}
 		switch {
 		case r.Context().Err() != nil && errors.Is(err, context.Canceled):

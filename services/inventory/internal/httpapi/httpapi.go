@@ -65,7 +65,12 @@ func New(store movie.Store, log *slog.Logger, trustedProxies []string) (http.Han
 }
 
 func (h handler) list(c *gin.Context) {
-	movies, err := h.store.List(c.Request.Context(), c.Query("title"))
+	term := c.Query("title")
+	if err := movie.ValidateSearch(term); err != nil {
+		respondError(c, err)
+		return
+	}
+	movies, err := h.store.List(c.Request.Context(), term)
 	if err != nil {
 		respondError(c, err)
 		return

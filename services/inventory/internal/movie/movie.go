@@ -80,6 +80,19 @@ func (in Input) Validate() (title, description string, err error) {
 	return title, description, nil
 }
 
+// ValidateSearch checks a title search term. PostgreSQL cannot compare text
+// with invalid UTF-8 or NUL, so such a term is the client's mistake (400),
+// not a server error; any other term, however long, simply matches nothing.
+func ValidateSearch(term string) error {
+	switch {
+	case !utf8.ValidString(term):
+		return &FieldError{Field: "title", Reason: "must be valid UTF-8"}
+	case strings.ContainsRune(term, 0):
+		return &FieldError{Field: "title", Reason: "must not contain NUL characters"}
+	}
+	return nil
+}
+
 // checkText rejects what PostgreSQL's text type cannot store (invalid UTF-8,
 // NUL) as well as over-long values, so client input never reaches the
 // database as an error.
@@ -91,13 +104,12 @@ func checkText(field, s string, maxLen int) error {
 		return &FieldError{Field: field, Reason: "must not contain NUL characters"}
 	case utf8.RuneCountInString(s) > maxLen:
 		return &FieldError{Field: field, Reason: fmt.Sprintf("must be at most %d characters", maxLen)}
-	case field == "title" && strings.IndexFunc(s, isLineBreakOrControl) >= 0:
+	case field == "title" && strings.IndexFunc(s, unicode.IsControl) >= 0:
 		return &FieldError{Field: field, Reason: "must not contain control characters"}
 	}
 	return nil
 }
 
-func isLineBreakOrControl(r rune) bool { return unicode.IsControl(r) }
 
 // Store persists movies. Implementations wrap ErrUnavailable when the
 // storage cannot be reached, and return a NotFoundError for unknown ids.
