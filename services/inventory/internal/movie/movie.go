@@ -110,7 +110,6 @@ func checkText(field, s string, maxLen int) error {
 	return nil
 }
 
-
 // Store persists movies. Implementations wrap ErrUnavailable when the
 // storage cannot be reached, and return a NotFoundError for unknown ids.
 type Store interface {
