@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"moviestream/pkg/config"
+	"moviestream/pkg/testenv"
 )
 
 const order = `{"user_id":"3","number_of_items":"5","total_amount":"180"}`
@@ -43,7 +44,7 @@ func TestBillingCreatesExactlyOneOrder(t *testing.T) {
 	key := uniqueKey(t)
 	postOrder(t, key)
 	postOrder(t, key) // a client retry with the same key
-	waitFor(t, 30*time.Second, "order row", func() bool { return orderRows(t, key) == 1 })
+	testenv.WaitFor(t, 30*time.Second, "order row", func() bool { return orderRows(t, key) == 1 })
 
 	var row struct {
 		UserID        string
@@ -61,7 +62,7 @@ func TestBillingCreatesExactlyOneOrder(t *testing.T) {
 	if r.Status != http.StatusOK {
 		t.Fatalf("fence POST = %d", r.Status)
 	}
-	waitFor(t, 30*time.Second, "fence row", func() bool { return orderRows(t, key+"-fence") == 1 })
+	testenv.WaitFor(t, 30*time.Second, "fence row", func() bool { return orderRows(t, key+"-fence") == 1 })
 	if n := orderRows(t, key); n != 1 {
 		t.Fatalf("orders for %s = %d, want exactly 1", key, n)
 	}
@@ -75,13 +76,13 @@ func TestBillingWaitsInQueueWhileBillingIsStopped(t *testing.T) {
 	postOrder(t, key) // 200 although billing is down: the queue holds it
 
 	// The message waits in the queue: visible through the management API.
-	waitFor(t, 10*time.Second, "message in billing_queue", func() bool { return queueDepth(t) >= 1 })
+	testenv.WaitFor(t, 10*time.Second, "message in billing_queue", func() bool { return queueDepth(t) >= 1 })
 	if n := orderRows(t, key); n != 0 {
 		t.Fatalf("order written while billing is stopped (%d rows)", n)
 	}
 
 	pm2(t, "start", "billing_app")
-	waitFor(t, 60*time.Second, "order after billing restart", func() bool { return orderRows(t, key) == 1 })
+	testenv.WaitFor(t, 60*time.Second, "order after billing restart", func() bool { return orderRows(t, key) == 1 })
 }
 
 func TestBillingRejectsBadOrders(t *testing.T) {

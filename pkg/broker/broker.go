@@ -132,19 +132,3 @@ func Supervise(ctx context.Context, cfg Config, log *slog.Logger, session Sessio
 	}
 	return nil
 }
-
-// WaitClosed blocks until conn closes or ctx ends and returns the close
-// reason. The notification channel is buffered so the library never blocks
-// delivering it.
-func WaitClosed(ctx context.Context, conn *amqp.Connection) error {
-	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-	select {
-	case err, ok := <-closed:
-		if ok && err != nil {
-			return fmt.Errorf("connection closed: %w", err)
-		}
-		return errors.New("connection closed")
-	case <-ctx.Done():
-		return nil
-	}
-}

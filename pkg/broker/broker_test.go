@@ -14,39 +14,16 @@ import (
 
 	"moviestream/pkg/broker"
 	"moviestream/pkg/broker/brokertest"
+	"moviestream/pkg/testenv"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// startPublisher runs a publisher until the test ends and waits until it is
-// connected.
-func startPublisher(t *testing.T, cfg broker.Config, topo broker.Topology) *broker.Publisher {
-	t.Helper()
-	p := broker.NewPublisher(cfg, topo, 4, quiet)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, 10*time.Second, "publisher connected", func() bool { return p.Status().Connected })
-	return p
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func TestPublishConfirmedAndPersistent(t *testing.T) {
 	t.Parallel()
 	cfg := brokertest.Config(t)
 	topo := brokertest.Topology(t, cfg)
-	p := startPublisher(t, cfg, topo)
+	p := brokertest.StartPublisher(t, cfg, topo)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -69,7 +46,7 @@ func TestTopologyDeclaresQuorumQueueWithDeadLetters(t *testing.T) {
 	t.Parallel()
 	cfg := brokertest.Config(t)
 	topo := brokertest.Topology(t, cfg)
-	startPublisher(t, cfg, topo)
+	brokertest.StartPublisher(t, cfg, topo)
 
 	ch := brokertest.Channel(t, cfg)
 	// A passive declare with the same arguments succeeds only if the queues
@@ -98,12 +75,8 @@ func TestTopologyMismatchIsReported(t *testing.T) {
 	}
 
 	// The publisher stays unready and says why.
-	p := broker.NewPublisher(cfg, topo, 1, quiet)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	waitFor(t, 10*time.Second, "mismatch in status", func() bool {
+	p := brokertest.RunPublisher(t, cfg, topo)
+	testenv.WaitFor(t, 10*time.Second, "mismatch in status", func() bool {
 		s := p.Status()
 		return !s.Connected && strings.Contains(s.Error, broker.ErrTopologyMismatch.Error())
 	})
@@ -117,7 +90,7 @@ func TestPublishNackedIsAnError(t *testing.T) {
 	t.Parallel()
 	cfg := brokertest.Config(t)
 	topo := brokertest.Topology(t, cfg)
-	p := startPublisher(t, cfg, topo)
+	p := brokertest.StartPublisher(t, cfg, topo)
 
 	// A queue that refuses every message makes the broker nack the publish.
 	ch := brokertest.Channel(t, cfg)
@@ -139,7 +112,7 @@ func TestPublishUnroutableIsAnError(t *testing.T) {
 	t.Parallel()
 	cfg := brokertest.Config(t)
 	topo := brokertest.Topology(t, cfg)
-	p := startPublisher(t, cfg, topo)
+	p := brokertest.StartPublisher(t, cfg, topo)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -7,6 +7,7 @@ package testenv
 import (
 	"os"
 	"testing"
+	"time"
 
 	"moviestream/pkg/config"
 )
@@ -40,4 +41,17 @@ func Get(tb testing.TB, key string) string {
 		tb.Fatalf("%s is not set; is .env complete?", key)
 	}
 	return v
+}
+
+// WaitFor polls cond until it holds, failing the test after timeout. Tests
+// wait for conditions, never for a fixed time.
+func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

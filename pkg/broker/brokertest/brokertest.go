@@ -7,6 +7,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
+	"log/slog"
 	"regexp"
 	"strings"
 	"testing"
@@ -139,4 +141,24 @@ func Publish(tb testing.TB, cfg broker.Config, queue string, msgs ...amqp.Publis
 			tb.Fatalf("publish not confirmed: acked=%v err=%v", ok, err)
 		}
 	}
+}
+
+// RunPublisher runs a publisher on topo until the test ends, without waiting
+// for it to connect.
+func RunPublisher(tb testing.TB, cfg broker.Config, topo broker.Topology) *broker.Publisher {
+	tb.Helper()
+	p := broker.NewPublisher(cfg, topo, 4, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	return p
+}
+
+// StartPublisher is RunPublisher, returning once the publisher is connected.
+func StartPublisher(tb testing.TB, cfg broker.Config, topo broker.Topology) *broker.Publisher {
+	tb.Helper()
+	p := RunPublisher(tb, cfg, topo)
+	testenv.WaitFor(tb, 10*time.Second, "publisher connected", func() bool { return p.Status().Connected })
+	return p
 }

@@ -17,6 +17,7 @@ import (
 	"moviestream/pkg/broker/brokertest"
 	"moviestream/pkg/pgdb"
 	"moviestream/pkg/pgdb/pgtest"
+	"moviestream/pkg/testenv"
 	"moviestream/services/billing/internal/consumer"
 	"moviestream/services/billing/internal/order"
 	"moviestream/services/billing/internal/orderdb"
@@ -65,7 +66,7 @@ func (r *rig) start(tb testing.TB, store order.Store) (stop func()) {
 		}
 	}
 	tb.Cleanup(stop)
-	waitFor(tb, 10*time.Second, "consumer subscribed", func() bool { return c.Status().Connected })
+	testenv.WaitFor(tb, 10*time.Second, "consumer subscribed", func() bool { return c.Status().Connected })
 	return stop
 }
 
@@ -76,17 +77,6 @@ func (r *rig) count(tb testing.TB, where string) int64 {
 		tb.Fatalf("count: %v", err)
 	}
 	return n
-}
-
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func msg(id, body string) amqp.Publishing {
@@ -105,7 +95,7 @@ func TestMessagesBecomeOrdersAndAreAckedAfterCommit(t *testing.T) {
 		msg("m-2", `{"user_id":42,"number_of_items":1,"total_amount":0.99}`),
 		msg("", `{"user_id":"by-hand","number_of_items":"2","total_amount":"10.5"}`), // management UI style: no id
 	)
-	waitFor(t, 10*time.Second, "3 orders", func() bool { return r.count(t, "true") == 3 })
+	testenv.WaitFor(t, 10*time.Second, "3 orders", func() bool { return r.count(t, "true") == 3 })
 	stop()
 
 	// Acked, not just delivered: after the consumer is gone nothing returns.
@@ -125,7 +115,7 @@ func TestRedeliveredMessageIDWritesOneOrder(t *testing.T) {
 	r := newRig(t)
 	stop := r.start(t, orderdb.New(r.db))
 	brokertest.Publish(t, r.cfg, r.topo.Queue, msg("same", valid), msg("same", valid), msg("other", valid))
-	waitFor(t, 10*time.Second, "orders written", func() bool { return r.count(t, "message_id = 'other'") == 1 })
+	testenv.WaitFor(t, 10*time.Second, "orders written", func() bool { return r.count(t, "message_id = 'other'") == 1 })
 	stop()
 	if n := brokertest.Depth(t, r.ch, r.topo.Queue); n != 0 {
 		t.Fatalf("queue holds %d after stop, want 0: the duplicate must be acked too", n)
@@ -158,10 +148,10 @@ func TestPoisonMessagesAreDeadLetteredWithReason(t *testing.T) {
 	msgs = append(msgs, msg("good-2", valid))
 	brokertest.Publish(t, r.cfg, r.topo.Queue, msgs...)
 
-	waitFor(t, 10*time.Second, "dead letters", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "dead letters", func() bool {
 		return brokertest.Depth(t, r.ch, r.topo.DeadLetterQueue()) == len(poison)
 	})
-	waitFor(t, 10*time.Second, "valid orders", func() bool { return r.count(t, "true") == 2 })
+	testenv.WaitFor(t, 10*time.Second, "valid orders", func() bool { return r.count(t, "true") == 2 })
 	stop()
 	if n := brokertest.Depth(t, r.ch, r.topo.Queue); n != 0 {
 		t.Fatalf("main queue holds %d after stop, want 0", n)
@@ -202,7 +192,7 @@ func TestBacklogIsProcessedAtStart(t *testing.T) {
 		t.Fatalf("queue holds %d before start, want %d", d, n)
 	}
 	stop := r.start(t, orderdb.New(r.db))
-	waitFor(t, 30*time.Second, "backlog written", func() bool { return r.count(t, "true") == n })
+	testenv.WaitFor(t, 30*time.Second, "backlog written", func() bool { return r.count(t, "true") == n })
 	stop()
 	if d := brokertest.Depth(t, r.ch, r.topo.Queue); d != 0 {
 		t.Fatalf("queue holds %d after processing, want 0", d)
@@ -227,9 +217,9 @@ func TestDatabaseDownLeavesMessagesUnackedAndStopReturnsThem(t *testing.T) {
 	stop := r.start(t, orderdb.New(down))
 	brokertest.Publish(t, r.cfg, r.topo.Queue, msg("a", valid), msg("b", valid), msg("c", valid))
 	// Delivered to the consumer (nothing ready) but held, not acked.
-	waitFor(t, 10*time.Second, "messages delivered", func() bool { return brokertest.Depth(t, r.ch, r.topo.Queue) == 0 })
+	testenv.WaitFor(t, 10*time.Second, "messages delivered", func() bool { return brokertest.Depth(t, r.ch, r.topo.Queue) == 0 })
 	stop()
-	waitFor(t, 10*time.Second, "messages back in the queue", func() bool { return brokertest.Depth(t, r.ch, r.topo.Queue) == 3 })
+	testenv.WaitFor(t, 10*time.Second, "messages back in the queue", func() bool { return brokertest.Depth(t, r.ch, r.topo.Queue) == 3 })
 	if n := brokertest.Depth(t, r.ch, r.topo.DeadLetterQueue()); n != 0 {
 		t.Fatalf("%d messages dead-lettered during a database outage, want 0", n)
 	}
@@ -246,7 +236,7 @@ func BenchmarkConsume(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	stop := r.start(b, orderdb.New(r.db))
-	waitFor(b, 5*time.Minute, "all consumed", func() bool { return r.count(b, "true") == int64(b.N) })
+	testenv.WaitFor(b, 5*time.Minute, "all consumed", func() bool { return r.count(b, "true") == int64(b.N) })
 	b.StopTimer()
 	stop()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "orders/s")

@@ -429,38 +429,6 @@ func (f publishFunc) Publish(ctx context.Context, queue string, msg amqp.Publish
 	return f(ctx, queue, msg)
 }
 
-// startPublisher runs a real publisher until the test ends.
-func startPublisher(t *testing.T, cfg broker.Config, topo broker.Topology) *broker.Publisher {
-	t.Helper()
-	pub := broker.NewPublisher(cfg, topo, 2, discardLog())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- pub.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("publisher run: %v", err)
-		}
-	})
-	return pub
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("%s: not within %s", what, timeout)
-		case <-tick.C:
-		}
-	}
-}
-
 func TestPostRabbitMQ(t *testing.T) {
 	t.Parallel()
 	cfg := brokertest.Config(t)
@@ -478,8 +446,7 @@ func TestPostRabbitMQ(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			topo := brokertest.Topology(t, cfg)
-			pub := startPublisher(t, cfg, topo)
-			waitFor(t, 10*time.Second, "publisher connected", func() bool { return pub.Status().Connected })
+			pub := brokertest.StartPublisher(t, cfg, topo)
 
 			rec := post(t, newEngine(t, pub, topo.Queue, 5*time.Second), tt.req)
 			if rec.Code != http.StatusOK {
@@ -526,8 +493,7 @@ func TestPostRabbitMQUnroutable(t *testing.T) {
 	t.Parallel()
 	cfg := brokertest.Config(t)
 	topo := brokertest.Topology(t, cfg)
-	pub := startPublisher(t, cfg, topo)
-	waitFor(t, 10*time.Second, "publisher connected", func() bool { return pub.Status().Connected })
+	pub := brokertest.StartPublisher(t, cfg, topo)
 
 	rec := post(t, newEngine(t, pub, topo.Queue+".missing", 5*time.Second), request{body: validBody})
 	if rec.Code != http.StatusServiceUnavailable {
@@ -554,7 +520,7 @@ func TestPostBrokerUnreachable(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 	cfg := broker.Config{Host: "127.0.0.1", Port: port, VHost: "nowhere", User: "nobody", Password: "unused", Name: "test:" + t.Name()}
-	pub := startPublisher(t, cfg, broker.Topology{Queue: testQueue})
+	pub := brokertest.RunPublisher(t, cfg, broker.Topology{Queue: testQueue})
 	if pub.Status().Connected {
 		t.Fatal("publisher reports connected to a closed port")
 	}
