@@ -15,6 +15,7 @@ import (
 	"moviestream/pkg/config"
 	"moviestream/pkg/web"
 	"moviestream/services/gateway/internal/billingapi"
+	"moviestream/services/gateway/internal/docs"
 	"moviestream/services/gateway/internal/httpapi"
 	"moviestream/services/gateway/internal/proxy"
 )
@@ -76,10 +77,15 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	apiDocs, err := docs.New()
+	if err != nil {
+		return err
+	}
 	handler, err := httpapi.New(httpapi.Deps{
 		Movies:      movies,
 		PostBilling: billingapi.New(publisher, queue, publishTimeout).Post,
 		Broker:      publisher.Status,
+		Docs:        apiDocs,
 	}, log, trusted)
 	if err != nil {
 		return err

@@ -1,5 +1,5 @@
 // Package httpapi assembles the gateway's routes: the movie API proxied to
-// inventory, order intake for billing, and health endpoints.
+// inventory, order intake for billing, health endpoints and the API docs.
 package httpapi
 
 import (
@@ -18,6 +18,8 @@ type Deps struct {
 	PostBilling gin.HandlerFunc
 	// Broker reports the publisher's connection for /ready.
 	Broker func() broker.Status
+	// Docs serves /openapi.yaml and /docs; nil leaves both unrouted.
+	Docs http.Handler
 }
 
 // New returns the gateway's HTTP handler.
@@ -44,5 +46,11 @@ func New(d Deps, log *slog.Logger, trustedProxies []string) (http.Handler, error
 
 	e.POST("/api/billing", d.PostBilling)
 	e.POST("/api/billing/", d.PostBilling)
+	if d.Docs != nil {
+		docs := gin.WrapH(d.Docs)
+		e.GET("/openapi.yaml", docs)
+		e.GET("/docs", docs)
+		e.GET("/docs/*file", docs)
+	}
 	return e, nil
 }
