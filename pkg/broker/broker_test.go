@@ -169,3 +169,53 @@ func TestConfigURLEscapesAndStringHidesPassword(t *testing.T) {
 		t.Errorf("String() = %q leaks the password", s)
 	}
 }
+
+// The delivery limit, as documented: a message taken back from consumers
+// more than DeliveryLimit times goes to the DLQ (x-death reason
+// delivery_limit) instead of being handed out again.
+func TestDeliveryLimitDeadLetters(t *testing.T) {
+	t.Parallel()
+	cfg := brokertest.Config(t)
+	topo := brokertest.Topology(t, cfg)
+	ch := brokertest.Channel(t, cfg)
+	if err := topo.Declare(ch); err != nil {
+		t.Fatalf("declare: %v", err)
+	}
+	brokertest.Publish(t, cfg, topo.Queue, amqp.Publishing{MessageId: "keeps-failing", Body: []byte("{}")})
+
+	deliveries, dead := 0, false
+	for !dead && deliveries <= broker.DeliveryLimit+1 {
+		// Wait for the requeued message to come back, or for the DLQ.
+		var d amqp.Delivery
+		testenv.WaitFor(t, 10*time.Second, "the message back or dead-lettered", func() bool {
+			var ok bool
+			var err error
+			if d, ok, err = ch.Get(topo.Queue, false); err != nil {
+				t.Fatalf("get: %v", err)
+			}
+			if ok {
+				return true
+			}
+			dead = brokertest.Depth(t, ch, topo.DeadLetterQueue()) == 1
+			return dead
+		})
+		if dead {
+			break
+		}
+		deliveries++
+		if err := d.Nack(false, true); err != nil {
+			t.Fatalf("nack: %v", err)
+		}
+	}
+	if deliveries != broker.DeliveryLimit+1 {
+		t.Errorf("delivered %d times, want %d: the return after the %dth redelivery dead-letters it", deliveries, broker.DeliveryLimit+1, broker.DeliveryLimit)
+	}
+	d := brokertest.Get(t, ch, topo.DeadLetterQueue(), 5*time.Second)
+	deaths, _ := d.Headers["x-death"].([]any)
+	if d.MessageId != "keeps-failing" || len(deaths) == 0 {
+		t.Fatalf("dead letter %q, x-death %v", d.MessageId, d.Headers["x-death"])
+	}
+	if death, _ := deaths[0].(amqp.Table); death["reason"] != "delivery_limit" {
+		t.Errorf("x-death reason %v, want delivery_limit", death["reason"])
+	}
+}

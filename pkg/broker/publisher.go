@@ -17,6 +17,10 @@ var (
 	ErrNacked = fmt.Errorf("%w: message not confirmed by the broker", ErrUnavailable)
 	// ErrUnroutable: no queue took the message (it was returned).
 	ErrUnroutable = fmt.Errorf("%w: message returned unroutable", ErrUnavailable)
+	// ErrBlocked: a resource alarm blocks the connection; RabbitMQ reads
+	// nothing from it until the alarm clears. A message already sent may
+	// still be queued then: a client retries it under the same message id.
+	ErrBlocked = fmt.Errorf("%w: connection blocked by a broker resource alarm", ErrUnavailable)
 )
 
 // ConfirmChannel is a channel in confirm mode used by one publisher at a
@@ -54,13 +58,24 @@ func (c *ConfirmChannel) IsClosed() bool { return c.ch.IsClosed() }
 // ends. It returns nil only when the broker has taken responsibility for the
 // message: confirmed and routed to a queue.
 func (c *ConfirmChannel) Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
+	return c.publish(ctx, nil, exchange, key, msg)
+}
+
+// publish is Publish that also gives up, with ErrBlocked, when abort is
+// closed before the confirm arrives.
+func (c *ConfirmChannel) publish(ctx context.Context, abort <-chan struct{}, exchange, key string, msg amqp.Publishing) error {
 	dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
 	if err != nil {
 		return fmt.Errorf("%w: publish: %w", ErrUnavailable, err)
 	}
-	acked, err := dc.WaitContext(ctx)
-	if err != nil {
-		return fmt.Errorf("%w: waiting for confirm: %w", ErrUnavailable, err)
+	var acked bool
+	select {
+	case <-dc.Done():
+		acked = dc.Acked()
+	case <-ctx.Done():
+		return fmt.Errorf("%w: waiting for confirm: %w", ErrUnavailable, ctx.Err())
+	case <-abort:
+		return ErrBlocked
 	}
 	if !acked {
 		return ErrNacked
@@ -100,6 +115,10 @@ type channelPool struct {
 	free chan *ConfirmChannel
 	done chan struct{} // closed when the connection behind the pool is gone
 	conn *amqp.Connection
+	// blockedC is closed while a resource alarm blocks the connection, so
+	// that publishes waiting for a confirm give up at once; replaced by an
+	// open channel when the alarm clears. Guarded by Publisher.mu.
+	blockedC chan struct{}
 }
 
 // NewPublisher returns a publisher that declares topo on every connection and
@@ -136,7 +155,10 @@ func (p *Publisher) session(ctx context.Context, conn *amqp.Connection) error {
 		return err
 	}
 
-	pool := &channelPool{free: make(chan *ConfirmChannel, p.channels), done: make(chan struct{}), conn: conn}
+	pool := &channelPool{
+		free: make(chan *ConfirmChannel, p.channels), done: make(chan struct{}), conn: conn,
+		blockedC: make(chan struct{}),
+	}
 	for range p.channels {
 		cc, err := NewConfirmChannel(conn)
 		if err != nil {
@@ -166,6 +188,18 @@ func (p *Publisher) session(ctx context.Context, conn *amqp.Connection) error {
 				continue
 			}
 			p.blocked.Store(b.Active)
+			p.mu.Lock()
+			select {
+			case <-pool.blockedC: // already closed: blocked
+				if !b.Active {
+					pool.blockedC = make(chan struct{})
+				}
+			default:
+				if b.Active {
+					close(pool.blockedC)
+				}
+			}
+			p.mu.Unlock()
 			if b.Active {
 				p.log.Warn("rabbitmq blocked publishing", "reason", b.Reason)
 			} else {
@@ -193,13 +227,21 @@ func (p *Publisher) declare(conn *amqp.Connection) error {
 
 // Publish sends msg to queue through the default exchange as a persistent
 // message and returns once RabbitMQ confirms it. ctx bounds the whole call:
-// waiting for a free channel and for the confirm.
+// waiting for a free channel and for the confirm. A resource alarm ends it
+// at once with ErrBlocked, even while it waits for the confirm: RabbitMQ
+// announces the block only when a publish reaches the blocked connection,
+// and that publish, and any other already sent, would otherwise wait for
+// the whole deadline.
 func (p *Publisher) Publish(ctx context.Context, queue string, msg amqp.Publishing) error {
 	if p.blocked.Load() {
-		return fmt.Errorf("%w: connection blocked by a broker resource alarm", ErrUnavailable)
+		return ErrBlocked
 	}
 	p.mu.RLock()
 	pool := p.pool
+	var blockedC chan struct{}
+	if pool != nil {
+		blockedC = pool.blockedC
+	}
 	p.mu.RUnlock()
 	if pool == nil {
 		return fmt.Errorf("%w: not connected", ErrUnavailable)
@@ -215,7 +257,13 @@ func (p *Publisher) Publish(ctx context.Context, queue string, msg amqp.Publishi
 	}
 
 	msg.DeliveryMode = amqp.Persistent
-	err := cc.Publish(ctx, "", queue, msg)
+	var err error
+	select {
+	case <-blockedC: // blocked while waiting for a channel: send nothing
+		err = ErrBlocked
+	default:
+		err = cc.publish(ctx, blockedC, "", queue, msg)
+	}
 	if cc.IsClosed() && !pool.conn.IsClosed() {
 		// A channel-level error: rather than run with a shrinking pool,
 		// start over on a fresh connection.

@@ -196,3 +196,26 @@ func TestServeDrainsInFlightRequestsOnShutdown(t *testing.T) {
 		t.Error("a server timeout is unset")
 	}
 }
+
+func TestGateAnswers503UntilOpenExceptLiveness(t *testing.T) {
+	t.Parallel()
+	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "next") })
+	g := web.NewGate(next, "/health", "storage unavailable")
+	serve := func(path string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		return w
+	}
+	if w := serve("/health"); w.Code != http.StatusOK || w.Body.String() != "next" {
+		t.Errorf("closed gate, /health: %d %q, want it passed through", w.Code, w.Body)
+	}
+	w := serve("/api/movies")
+	var body web.ErrorBody
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Code != http.StatusServiceUnavailable || body.Error.Code != web.CodeUnavailable {
+		t.Errorf("closed gate, /api/movies: %d %s, want 503 %s", w.Code, w.Body, web.CodeUnavailable)
+	}
+	g.Open()
+	if w := serve("/api/movies"); w.Code != http.StatusOK || w.Body.String() != "next" {
+		t.Errorf("open gate: %d %q, want it passed through", w.Code, w.Body)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"golang.org/x/sync/errgroup"
+
 	"moviestream/pkg/config"
 	"moviestream/pkg/pgdb"
 	"moviestream/pkg/web"
@@ -49,29 +51,41 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	log.Info("starting", "port", port, "database", dbCfg.String())
 
-	// Infrastructure: wait for the database instead of exiting, so a
-	// supervisor never marks the service errored during a DB outage.
+	// Infrastructure and domain; nothing touches the network yet.
 	db, err := pgdb.Open(dbCfg)
 	if err != nil {
 		return err
 	}
 	defer pgdb.Close(db)
-	if err := pgdb.Wait(ctx, db, log); err != nil {
-		return shutdownOrErr(ctx, err)
-	}
 	store := moviedb.New(db)
-	if err := store.Migrate(ctx); err != nil {
-		return shutdownOrErr(ctx, err)
-	}
 
-	// Adapters.
+	// Adapters. Until the database answers and the schema is in place, the
+	// gate answers 503 JSON to everything but /health: the process is
+	// alive, so a supervisor never marks it errored, but not ready.
 	handler, err := httpapi.New(store, log, trusted)
 	if err != nil {
 		return err
 	}
+	gate := web.NewGate(handler, "/health", "movie storage is unavailable, retry later")
 
+	g, ctx := errgroup.WithContext(ctx)
 	// Serve until a signal; Serve drains in-flight requests before returning.
-	return web.ListenAndServe(ctx, web.ServerConfig{Addr: fmt.Sprintf(":%d", port)}, handler, log)
+	g.Go(func() error {
+		return web.ListenAndServe(ctx, web.ServerConfig{Addr: fmt.Sprintf(":%d", port)}, gate, log)
+	})
+	// Wait for the database with backoff instead of exiting, then open.
+	g.Go(func() error {
+		if err := pgdb.Wait(ctx, db, log); err != nil {
+			return shutdownOrErr(ctx, err)
+		}
+		if err := store.Migrate(ctx); err != nil {
+			return shutdownOrErr(ctx, err)
+		}
+		gate.Open()
+		log.Info("database ready, serving the movie API")
+		return nil
+	})
+	return g.Wait()
 }
 
 // shutdownOrErr turns an error caused by the stop signal into a clean exit.

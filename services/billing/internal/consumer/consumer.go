@@ -129,7 +129,14 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 		}
 	}()
 	for batch := range batches {
-		c.process(ctx, batch, dlq)
+		if !c.process(ctx, batch, dlq) {
+			// Stopping with messages of this batch unacked: a later batch's
+			// multiple-ack would settle them too, uncommitted. Leave every
+			// remaining batch unacked as well; the broker redelivers them.
+			for range batches {
+			}
+			break
+		}
 	}
 	err = <-collectErr
 	if ctx.Err() != nil {
@@ -176,7 +183,9 @@ func (c *Consumer) collect(ctx context.Context, deliveries <-chan amqp.Delivery)
 }
 
 // process writes the valid messages of a batch and settles every message.
-func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery, dlq *broker.ConfirmChannel) {
+// It returns false when it left messages unsettled, which happens only
+// when ctx has ended.
+func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery, dlq *broker.ConfirmChannel) bool {
 	orders := make([]order.Order, 0, len(batch))
 	held := make([]amqp.Delivery, 0, len(batch))
 	for _, d := range batch {
@@ -189,7 +198,7 @@ func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery, dlq *brok
 		held = append(held, d)
 	}
 	if len(orders) == 0 {
-		return
+		return true
 	}
 
 	err := c.save(ctx, orders)
@@ -200,12 +209,14 @@ func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery, dlq *brok
 		if aerr := held[len(held)-1].Ack(true); aerr != nil {
 			c.log.Debug("ack failed; messages will be redelivered and deduplicated", "messages", len(held), "err", aerr)
 		}
+		return true
 	case ctx.Err() != nil:
 		// Stopping while the database is down: nothing was committed, so
 		// nothing is acked; the broker will hand these out again.
 		c.log.Warn("stopping with uncommitted batch, leaving it unacked", "messages", len(held))
+		return false
 	default:
-		c.isolate(ctx, orders, held, err)
+		return c.isolate(ctx, orders, held, err)
 	}
 }
 
@@ -241,7 +252,8 @@ func (c *Consumer) save(ctx context.Context, orders []order.Order) error {
 // outage: it writes the orders one by one so one bad order cannot hold back
 // the others. An order that still fails is returned to the queue; the
 // queue's delivery limit dead-letters it after broker.DeliveryLimit tries.
-func (c *Consumer) isolate(ctx context.Context, orders []order.Order, held []amqp.Delivery, batchErr error) {
+// Like process, it returns false when it stopped with messages unsettled.
+func (c *Consumer) isolate(ctx context.Context, orders []order.Order, held []amqp.Delivery, batchErr error) bool {
 	c.log.Error("batch write failed, retrying orders one by one", "messages", len(orders), "err", batchErr)
 	for i, o := range orders {
 		err := c.save(ctx, []order.Order{o})
@@ -249,7 +261,7 @@ func (c *Consumer) isolate(ctx context.Context, orders []order.Order, held []amq
 		case err == nil:
 			c.ack(held[i])
 		case ctx.Err() != nil:
-			return
+			return false
 		default:
 			c.log.Error("order write failed, returning message to the queue",
 				"message_id", held[i].MessageId, "delivery_count", deliveryCount(held[i]), "err", err)
@@ -258,6 +270,7 @@ func (c *Consumer) isolate(ctx context.Context, orders []order.Order, held []amq
 			}
 		}
 	}
+	return true
 }
 
 // deadLetter moves a message that can never become an order into the DLQ

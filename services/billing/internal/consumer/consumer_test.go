@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,25 +140,34 @@ func TestPoisonMessagesAreDeadLetteredWithReason(t *testing.T) {
 		"decimals":       `{"user_id":"3","number_of_items":"5","total_amount":"1.999"}`,
 		"zero-items":     `{"user_id":"3","number_of_items":0,"total_amount":"1"}`,
 		"oversized-body": `{"user_id":"3","number_of_items":1,"total_amount":1,"pad":"` + strings.Repeat("x", 70_000) + `"}`,
+		"json-null":      `null`,
+		"json-array":     `[{"user_id":"3","number_of_items":1,"total_amount":1}]`,
+		"fraction-items": `{"user_id":"3","number_of_items":1.5,"total_amount":"1"}`,
+		"missing-user":   `{"number_of_items":1,"total_amount":"1"}`,
+		"bad-utf8-user":  "{\"user_id\":\"\xff\xfe\",\"number_of_items\":1,\"total_amount\":1}",
+		"too-large-sum":  `{"user_id":"3","number_of_items":1,"total_amount":"10000000000.00"}`,
+		"bad-id\x00":     valid, // a valid body under a message_id PostgreSQL cannot store
 	}
+	// Every bad message sits between two valid ones, so a batch mixes both.
 	var msgs []amqp.Publishing
-	msgs = append(msgs, msg("good-1", valid))
+	msgs = append(msgs, msg("good-0", valid))
+	good := 1
 	for id, body := range poison {
-		msgs = append(msgs, msg(id, body))
+		msgs = append(msgs, msg(id, body), msg(fmt.Sprintf("good-%d", good), valid))
+		good++
 	}
-	msgs = append(msgs, msg("good-2", valid))
 	brokertest.Publish(t, r.cfg, r.topo.Queue, msgs...)
 
 	testenv.WaitFor(t, 10*time.Second, "dead letters", func() bool {
 		return brokertest.Depth(t, r.ch, r.topo.DeadLetterQueue()) == len(poison)
 	})
-	testenv.WaitFor(t, 10*time.Second, "valid orders", func() bool { return r.count(t, "true") == 2 })
+	testenv.WaitFor(t, 10*time.Second, "valid orders", func() bool { return r.count(t, "true") == int64(good) })
 	stop()
 	if n := brokertest.Depth(t, r.ch, r.topo.Queue); n != 0 {
 		t.Fatalf("main queue holds %d after stop, want 0", n)
 	}
-	if n := r.count(t, "message_id IN ('good-1','good-2')"); n != 2 {
-		t.Fatalf("valid orders stored = %d, want 2", n)
+	if n := r.count(t, "message_id LIKE 'good-%'"); n != int64(good) {
+		t.Fatalf("valid orders stored = %d, want %d", n, good)
 	}
 	seen := map[string]bool{}
 	for range poison {
@@ -222,6 +232,55 @@ func TestDatabaseDownLeavesMessagesUnackedAndStopReturnsThem(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "messages back in the queue", func() bool { return brokertest.Depth(t, r.ch, r.topo.Queue) == 3 })
 	if n := brokertest.Depth(t, r.ch, r.topo.DeadLetterQueue()); n != 0 {
 		t.Fatalf("%d messages dead-lettered during a database outage, want 0", n)
+	}
+}
+
+// stuckStore fails every write that holds message stuckID as if the
+// database were down, and passes the others to the real store: the database
+// "comes back" for the next batch while the first is still held.
+type stuckStore struct {
+	order.Store
+	stuckID  string
+	attempts atomic.Int64
+}
+
+func (s *stuckStore) Save(ctx context.Context, orders []order.Order) (int64, error) {
+	for _, o := range orders {
+		if o.MessageID == s.stuckID {
+			s.attempts.Add(1)
+			return 0, fmt.Errorf("fake outage: %w", order.ErrUnavailable)
+		}
+	}
+	return s.Store.Save(ctx, orders)
+}
+
+// A batch left unacked at stop must stay unacked even when the batch after
+// it commits: that batch's single multiple-ack must not settle it too.
+func TestStopWithHeldBatchDoesNotAckItWithTheNextBatch(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	store := &stuckStore{Store: orderdb.New(r.db), stuckID: "stuck"}
+	stop := r.start(t, store)
+
+	brokertest.Publish(t, r.cfg, r.topo.Queue, msg("stuck", valid))
+	testenv.WaitFor(t, 10*time.Second, "first write attempt", func() bool { return store.attempts.Load() >= 1 })
+	// The next message arrives while the first batch is retried; it is
+	// collected into the following batch.
+	brokertest.Publish(t, r.cfg, r.topo.Queue, msg("next", valid))
+	testenv.WaitFor(t, 10*time.Second, "next delivered", func() bool { return brokertest.Depth(t, r.ch, r.topo.Queue) == 0 })
+	seen := store.attempts.Load()
+	testenv.WaitFor(t, 10*time.Second, "two more retries", func() bool { return store.attempts.Load() >= seen+2 })
+	stop()
+
+	// "stuck" was never committed: it must be back in the queue, not acked.
+	testenv.WaitFor(t, 10*time.Second, "uncommitted message back in the queue", func() bool {
+		return brokertest.Depth(t, r.ch, r.topo.Queue)+int(r.count(t, "message_id = 'next'")) == 2
+	})
+	if n := r.count(t, "message_id = 'stuck'"); n != 0 {
+		t.Fatalf("stuck message stored %d times, want 0", n)
+	}
+	if n := brokertest.Depth(t, r.ch, r.topo.DeadLetterQueue()); n != 0 {
+		t.Fatalf("%d messages dead-lettered, want 0", n)
 	}
 }
 
