@@ -1,7 +1,17 @@
 # Makefile: entry points to build, test and run moviestream.
 #   make up / make down   whole system on this machine (scripts/up.sh, down.sh)
 #   make build            bin/gateway, bin/inventory, bin/billing
-#   make test             test-setup, fmt-check, vet, shellcheck, unit, e2e
+#   make test             test-setup, fmt-check, vet, shellcheck, vagrant-validate,
+#                         unit, fuzz, test-fault, e2e, openapi-lint, newman, docs-test,
+#                         test-topology
+#   make fuzz             each fuzz target for FUZZTIME (5s); crashers stay in testdata/
+#   make test-fault       fault tests on private PostgreSQL/RabbitMQ (e2e/fault)
+#   make openapi-lint     lint openapi.yaml with Redocly CLI (npm)
+#   make newman           run postman/ against the running stack (npm's newman)
+#   make docs-test        /docs in headless Chromium, screenshot in build/docs.png
+#   make e2e-all          e2e (which runs `make up`), then newman and docs-test
+#   make vagrant-validate  check the Vagrantfile (installs Debian's vagrant if missing)
+#   make test-topology    the three-VM topology in network namespaces (root)
 #   make bench            benchmarks of every module
 # go.work makes the repository root a workspace, not a module: `go test ./...`
 # at the root matches nothing, so the Go targets loop over MODULES.
@@ -26,6 +36,9 @@ endif
 export ENV_FILE ?= $(CURDIR)/.env
 
 .PHONY: up down build test test-setup fmt-check vet shellcheck unit e2e bench
+.PHONY: fuzz test-fault
+.PHONY: vagrant-validate test-topology
+.PHONY: openapi-lint newman docs-test e2e-all
 
 up:
 	bash scripts/up.sh
@@ -40,7 +53,7 @@ build:
 	  $(GO) build -o bin/$$s ./services/$$s; \
 	done
 
-test: test-setup fmt-check vet shellcheck unit e2e
+test: test-setup fmt-check vet shellcheck vagrant-validate unit fuzz test-fault e2e openapi-lint newman docs-test test-topology
 
 test-setup:
 	bash scripts/test-setup.sh
@@ -67,6 +80,12 @@ vet:
 shellcheck:
 	shellcheck -x scripts/*.sh .ci/run
 
+vagrant-validate:
+	bash scripts/vagrant-validate.sh
+
+test-topology:
+	bash scripts/test-topology.sh
+
 unit:
 	@failed=; \
 	for m in $(MODULES); do \
@@ -74,6 +93,24 @@ unit:
 	  (cd $$m && $(GO) test -race -count=1 ./...) || failed="$$failed $$m"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "go test failed in:$$failed"; exit 1; fi
+
+# Fuzzing: each target runs FUZZTIME. An input that fails is written to the
+# package's testdata/fuzz/<Target>/ and from then on runs as a regression
+# case in every `go test`: commit it with the fix.
+FUZZTIME ?= 5s
+fuzz:
+	cd pkg && $(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./billingmsg
+	cd services/inventory && $(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME) ./internal/movie
+
+# Fault tests (e2e/fault, build tag fault): each test starts a private
+# PostgreSQL cluster and RabbitMQ node on free ports (never the shared
+# 5432/5672 nor the `make up` ports), builds the services once, and stops,
+# kills and restarts them under load. Root (or the postgres and rabbitmq
+# accounts) needed. FAULT_ORDERS sets the load (default 2400); FAULT_RACE=1
+# builds the services with the race detector.
+test-fault:
+	cd e2e && $(GO) vet -tags fault ./fault/ ./testinfra/
+	cd e2e && $(GO) test -race -count=1 -timeout 20m -tags fault -v ./fault/
 
 e2e:
 	@if [ -d e2e ]; then \
@@ -90,3 +127,22 @@ bench:
 	  (cd $$m && $(GO) test -run '^$$' -bench . -benchmem ./...) || failed="$$failed $$m"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "go test -bench failed in:$$failed"; exit 1; fi
+
+# API docs and the Postman collection. The npm tools run through npx at the
+# pinned versions; newman and docs-test talk to the stack that `make up`
+# (or e2e) started.
+REDOCLY_CLI_VERSION := 2.77.0
+NEWMAN_VERSION      := 6.2.2
+
+openapi-lint:
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+	  npx --yes @redocly/cli@$(REDOCLY_CLI_VERSION) lint openapi.yaml
+
+newman:
+	npx --yes newman@$(NEWMAN_VERSION) run postman/moviestream.postman_collection.json \
+	  -e postman/local.postman_environment.json
+
+docs-test:
+	cd e2e && $(GO) test -count=1 -tags docs ./apidocs/
+
+e2e-all: e2e newman docs-test

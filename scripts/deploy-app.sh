@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # scripts/deploy-app.sh <gateway|inventory|billing>...
-# Build bin/<service> from the working tree and start the service under PM2,
-# or restart it when it already runs, then save the PM2 process list (and,
-# with systemd, register PM2 to start at boot, once).
+# Build <service> from the working tree into $MOVIESTREAM_BIN_DIR (default
+# bin/) and start the service under PM2, or restart it when it already runs,
+# then save the PM2 process list (and, with systemd, register PM2 to start at
+# boot, once; MOVIESTREAM_PM2_STARTUP=no skips that, for the private PM2
+# daemons of scripts/test-topology.sh).
 # Why: one command puts the current code in production on this host; running
 # it again rebuilds and restarts, so new code is always picked up. All
 # binaries are built before any restart, so a build error leaves the running
@@ -27,14 +29,16 @@ done
 command -v go >/dev/null || die "go not found: run scripts/provision-common.sh"
 command -v pm2 >/dev/null || die "pm2 not found: run scripts/provision-common.sh"
 
+# From the root: a relative MOVIESTREAM_BIN_DIR means the same directory to
+# this script and to the ecosystem file evaluated by the pm2 command below.
 cd "$REPO_ROOT"
-mkdir -p bin
+mkdir -p -- "$BIN_DIR"
 for svc in "$@"; do
-  log "building bin/$svc"
-  go build -o "bin/.$svc.new" "./services/$svc"
+  log "building $BIN_DIR/$svc"
+  go_build -o "$BIN_DIR/.$svc.new" "./services/$svc"
 done
 for svc in "$@"; do
-  mv -f "bin/.$svc.new" "bin/$svc"
+  mv -f -- "$BIN_DIR/.$svc.new" "$BIN_DIR/$svc"
 done
 
 for svc in "$@"; do
@@ -43,7 +47,9 @@ for svc in "$@"; do
 done
 pm2_run save
 
-if have_systemd; then
+if [[ ${MOVIESTREAM_PM2_STARTUP:-yes} == no ]]; then
+  log "MOVIESTREAM_PM2_STARTUP=no: PM2 boot service left alone"
+elif have_systemd; then
   user=$(id -un)
   if [[ -f /etc/systemd/system/pm2-$user.service ]]; then
     log "PM2 boot service pm2-$user already installed"

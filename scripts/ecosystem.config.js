@@ -6,19 +6,61 @@
 // environment wins over the file. Stop is graceful: PM2 sends SIGINT and
 // sends SIGKILL only after kill_timeout. Crashes restart with exponential
 // backoff instead of a hot loop.
+//
+// Per-host overrides: when one role runs per host (the Vagrant VMs, or the
+// namespaces of scripts/test-topology.sh), the role script writes the few
+// addresses that differ from .env (for example RABBITMQ_HOST on gateway-vm)
+// to <MOVIESTREAM_HOST_DIR or /etc/moviestream>/<service>.env, outside the
+// repository. They are read here into the process environment, so they win
+// over .env; a secret-looking key there is an error, because secrets live in
+// .env only. Without that file a service runs on .env alone (make up).
 'use strict';
 
+const fs = require('fs');
 const path = require('path');
 
 const root = path.resolve(__dirname, '..');
-// Same rule as scripts/lib.sh: ENV_FILE from the environment, else root .env.
+// Same rules as scripts/lib.sh: ENV_FILE from the environment, else root .env;
+// binaries in MOVIESTREAM_BIN_DIR, else bin/; overrides in MOVIESTREAM_HOST_DIR.
 const envFile = process.env.ENV_FILE
   ? path.resolve(process.env.ENV_FILE)
   : path.join(root, '.env');
+const binDir = process.env.MOVIESTREAM_BIN_DIR
+  ? path.resolve(process.env.MOVIESTREAM_BIN_DIR)
+  : path.join(root, 'bin');
+const hostDir = process.env.MOVIESTREAM_HOST_DIR
+  ? path.resolve(process.env.MOVIESTREAM_HOST_DIR)
+  : '/etc/moviestream';
+
+const secretKey = /PASSWORD|SECRET|TOKEN|_KEY$/;
+
+// hostEnv reads the KEY=VALUE lines of the service's override file; a
+// missing file means no overrides.
+const hostEnv = (service) => {
+  const file = path.join(hostDir, `${service}.env`);
+  let text;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err.code === 'ENOENT') return {};
+    throw err;
+  }
+  const env = {};
+  for (const line of text.split(/\r?\n/)) {
+    if (/^\s*(#|$)/.test(line)) continue;
+    const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    if (!m) throw new Error(`${file}: not KEY=VALUE: ${line}`);
+    if (secretKey.test(m[1])) {
+      throw new Error(`${file}: ${m[1]} looks like a secret; secrets stay in .env`);
+    }
+    env[m[1]] = m[2].trim();
+  }
+  return env;
+};
 
 const app = (service) => ({
   name: `${service}_app`,
-  script: path.join(root, 'bin', service),
+  script: path.join(binDir, service),
   interpreter: 'none',
   exec_mode: 'fork',
   instances: 1,
@@ -26,7 +68,7 @@ const app = (service) => ({
   autorestart: true,
   exp_backoff_restart_delay: 100,
   kill_timeout: 30000,
-  env: { ENV_FILE: envFile },
+  env: { ...hostEnv(service), ENV_FILE: envFile },
 });
 
 module.exports = {

@@ -5,7 +5,11 @@
 # (tag "management", configure/write/read ".*" on that vhost only).
 # Why: the services and the broker tests connect as this user; .env stays the
 # source of truth (running again resets the password). The guest user is left
-# alone, and queues are declared by the services themselves, not here.
+# alone, and queues are declared by the services themselves, not here; the
+# script only checks that guest is loopback-only (RabbitMQ's default
+# loopback_users), an error with one role per host (vms), else a warning.
+# RABBITMQ_NODENAME and the other RABBITMQ_* variables of the CLI tools pick
+# the node (scripts/test-topology.sh runs a private one).
 # The password reaches rabbitmqctl on stdin, never on a command line.
 set -euo pipefail
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
@@ -42,6 +46,17 @@ else
 fi
 rabbitmqctl set_user_tags "$RABBITMQ_USER" management
 rabbitmqctl set_permissions -p "$RABBITMQ_VHOST" "$RABBITMQ_USER" '.*' '.*' '.*'
+
+if grep -qxF guest <<<"$users"; then
+  loopback=$(rabbitmqctl -q eval 'application:get_env(rabbit, loopback_users).' 2>/dev/null) || loopback=
+  if [[ $loopback == *'<<"guest">>'* ]]; then
+    log "user guest can log in from loopback only"
+  elif [[ $(topology) == vms ]]; then
+    die "user guest is not loopback-only (loopback_users = ${loopback:-unknown}); remove the override"
+  else
+    log "warning: user guest is not loopback-only (loopback_users = ${loopback:-unknown}); shared broker left as it is"
+  fi
+fi
 
 # Check the result the way a client sees it: the management API answers and
 # accepts the user's credentials (given to curl as a config file on stdin).

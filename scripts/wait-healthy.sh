@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
-# scripts/wait-healthy.sh [TIMEOUT_SECONDS]
-# Wait, at most TIMEOUT_SECONDS (default 60) in total, until the gateway,
-# inventory and billing answer 200 on /health; on timeout print the last PM2
-# log lines of each service still failing and exit 1.
+# scripts/wait-healthy.sh [TIMEOUT_SECONDS] [gateway|inventory|billing]...
+# Wait, at most TIMEOUT_SECONDS (default 60) in total, until the services
+# named (default: all three) answer 200 on /health on this host; on timeout
+# print the last PM2 log lines of each service still failing and exit 1.
 # Why: a deploy is done when the services serve, not when PM2 has started them.
 set -euo pipefail
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-timeout=${1:-60}
-[[ $timeout =~ ^[0-9]+$ ]] || die "usage: ${0##*/} [TIMEOUT_SECONDS]"
+usage() {
+  die "usage: ${0##*/} [TIMEOUT_SECONDS] [gateway|inventory|billing]..."
+}
+timeout=60
+if (($# > 0)) && [[ $1 =~ ^[0-9]+$ ]]; then
+  timeout=$1
+  shift
+fi
+pending=("$@")
+((${#pending[@]} > 0)) || pending=(inventory billing gateway)
+for svc in "${pending[@]}"; do
+  case $svc in
+    gateway | inventory | billing) ;;
+    *) usage ;;
+  esac
+done
+services=("${pending[@]}")
 
 load_env
 require_env GATEWAY_PORT INVENTORY_PORT BILLING_HEALTH_PORT
@@ -20,7 +35,6 @@ declare -A url=(
   [billing]="http://127.0.0.1:${BILLING_HEALTH_PORT}/health"
 )
 
-pending=(inventory billing gateway)
 deadline=$((SECONDS + timeout))
 while :; do
   failing=()
@@ -29,7 +43,7 @@ while :; do
   done
   pending=("${failing[@]}")
   if ((${#pending[@]} == 0)); then
-    log "gateway, inventory and billing are healthy"
+    log "healthy: ${services[*]}"
     exit 0
   fi
   ((SECONDS < deadline)) || break
