@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"moviestream/pkg/testenv"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -424,7 +425,7 @@ func contractFaults(t *testing.T, c *contract) {
 		"GATEWAY_UPSTREAM_TIMEOUT": "300ms",
 		"GATEWAY_PUBLISH_TIMEOUT":  "300ms",
 		"RABBITMQ_HOST":            "127.0.0.1",
-		"RABBITMQ_PORT":            fmt.Sprint(freePort(t)),
+		"RABBITMQ_PORT":            fmt.Sprint(testenv.FreePort(t)),
 	})
 	check := func(ex exchange) response { t.Helper(); return c.check(t, base, ex) }
 
@@ -473,7 +474,7 @@ func startPrivateGateway(t *testing.T, env map[string]string) string {
 		t.Fatalf("go build ./services/gateway: %v\n%s", err, out)
 	}
 
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	logPath := filepath.Join(dir, "gateway.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -529,15 +530,4 @@ func startPrivateGateway(t *testing.T, env map[string]string) string {
 		case <-tick.C:
 		}
 	}
-}
-
-// freePort returns a TCP port on 127.0.0.1 that nothing listens on now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

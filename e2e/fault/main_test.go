@@ -32,6 +32,7 @@ import (
 	"moviestream/pkg/broker"
 	"moviestream/pkg/config"
 	"moviestream/pkg/pgdb"
+	"moviestream/pkg/testenv"
 )
 
 const (
@@ -107,9 +108,9 @@ func newStack(t *testing.T) *stack {
 	s.orders = s.pg.Open(t, ordersCfg)
 	s.rmq = testinfra.StartRabbitMQ(t)
 	s.broker = s.rmq.AddUser(t, vhost, "moviestream_app")
-	s.gatewayPort = testinfra.FreePort(t)
-	s.inventoryPort = testinfra.FreePort(t)
-	s.billingPort = testinfra.FreePort(t)
+	s.gatewayPort = testenv.FreePort(t)
+	s.inventoryPort = testenv.FreePort(t)
+	s.billingPort = testenv.FreePort(t)
 	t.Logf("private PostgreSQL on :%d and RabbitMQ %s on :%d ready in %s",
 		s.pg.Port, s.rmq.Node, s.rmq.Port, time.Since(start).Round(time.Millisecond))
 	return s

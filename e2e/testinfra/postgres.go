@@ -15,6 +15,7 @@ import (
 	"gorm.io/gorm"
 
 	"moviestream/pkg/pgdb"
+	"moviestream/pkg/testenv"
 )
 
 // Postgres is a private PostgreSQL cluster: initdb into a temporary
@@ -70,7 +71,7 @@ func StartPostgres(tb testing.TB) *Postgres {
 	as := lookupServerUser(tb, "postgres")
 	dir := as.mkdirOwned(tb, "fault-pg-")
 	p := &Postgres{
-		Port: FreePort(tb),
+		Port: testenv.FreePort(tb),
 		bin:  bin,
 		data: filepath.Join(dir, "data"),
 		as:   as,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"moviestream/pkg/broker"
+	"moviestream/pkg/testenv"
 )
 
 // RabbitMQ is a private RabbitMQ node (name fault-<random>@localhost) with
@@ -59,12 +60,12 @@ func StartRabbitMQ(tb testing.TB) *RabbitMQ {
 	dir := as.mkdirOwned(tb, "fault-rabbit-")
 	r := &RabbitMQ{
 		Node:    "fault-" + Secret()[:8] + "@localhost",
-		Port:    FreePort(tb),
+		Port:    testenv.FreePort(tb),
 		dir:     dir,
 		scripts: scripts,
 		as:      as,
 	}
-	distPort := FreePort(tb)
+	distPort := testenv.FreePort(tb)
 	// An empty rabbitmq-env.conf replaces /etc/rabbitmq/rabbitmq-env.conf,
 	// which names the machine's node.
 	as.writeFile(tb, filepath.Join(dir, "rabbitmq-env.conf"), "# private fault-test node: no overrides\n", 0o644)

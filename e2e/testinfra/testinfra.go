@@ -15,7 +15,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -27,17 +26,6 @@ import (
 
 	"moviestream/pkg/testenv"
 )
-
-// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
-func FreePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // Secret returns a random throwaway password for a private instance.
 func Secret() string {

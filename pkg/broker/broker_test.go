@@ -5,7 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -128,12 +128,7 @@ func TestPublishUnroutableIsAnError(t *testing.T) {
 
 func TestPublishWithoutBrokerFailsFast(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close() // nothing listens here now
+	port := strconv.Itoa(testenv.FreePort(t)) // nothing listens here
 	cfg := broker.Config{Host: "127.0.0.1", Port: port, VHost: "/", User: "u", Password: "p"}
 	p := broker.NewPublisher(cfg, broker.Topology{Queue: "q"}, 1, quiet)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -143,7 +138,7 @@ func TestPublishWithoutBrokerFailsFast(t *testing.T) {
 
 	pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer pcancel()
-	err = p.Publish(pctx, "q", amqp.Publishing{Body: []byte("{}")})
+	err := p.Publish(pctx, "q", amqp.Publishing{Body: []byte("{}")})
 	if !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("Publish without broker = %v, want ErrUnavailable", err)
 	}

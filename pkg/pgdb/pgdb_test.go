@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,20 +13,9 @@ import (
 	"moviestream/pkg/pgdb/pgtest"
 )
 
-func closedPortConfig(t *testing.T) pgdb.Config {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
-	return pgdb.Config{Host: "127.0.0.1", Port: port, Name: "x", User: "u", Password: "not-logged-pw"}
-}
-
 func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
 	t.Parallel()
-	db, err := pgdb.Open(closedPortConfig(t))
+	db, err := pgdb.Open(pgtest.UnreachableConfig(t))
 	if err != nil {
 		t.Fatalf("Open must not dial: %v", err)
 	}
@@ -52,7 +40,7 @@ func TestStatementErrorsAreNotUnavailable(t *testing.T) {
 
 func TestWaitGivesUpWhenContextEnds(t *testing.T) {
 	t.Parallel()
-	db, _ := pgdb.Open(closedPortConfig(t))
+	db, _ := pgdb.Open(pgtest.UnreachableConfig(t))
 	defer pgdb.Close(db)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -86,7 +74,7 @@ func TestMigrateIsIdempotentAndAtomic(t *testing.T) {
 
 func TestConfigStringHidesPassword(t *testing.T) {
 	t.Parallel()
-	cfg := closedPortConfig(t)
+	cfg := pgtest.UnreachableConfig(t)
 	if strings.Contains(cfg.String(), cfg.Password) {
 		t.Fatalf("String() = %q leaks the password", cfg.String())
 	}

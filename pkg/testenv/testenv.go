@@ -5,6 +5,7 @@
 package testenv
 
 import (
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -54,4 +55,16 @@ func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now: an
+// address for a server the test starts, or one that must refuse connections.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -79,4 +80,12 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// UnreachableConfig points at a port where no database listens, for tests
+// of behaviour during an outage. pgdb.Open on it succeeds (it does not dial);
+// every query fails as unavailable.
+func UnreachableConfig(tb testing.TB) pgdb.Config {
+	tb.Helper()
+	return pgdb.Config{Host: "127.0.0.1", Port: strconv.Itoa(testenv.FreePort(tb)), Name: "nowhere", User: "nobody", Password: "unreachable-pw"}
 }

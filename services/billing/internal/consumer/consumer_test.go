@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -212,13 +211,7 @@ func TestBacklogIsProcessedAtStart(t *testing.T) {
 func TestDatabaseDownLeavesMessagesUnackedAndStopReturnsThem(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
-	down, err := pgdb.Open(pgdb.Config{Host: "127.0.0.1", Port: port, Name: "x", User: "u", Password: "p"})
+	down, err := pgdb.Open(pgtest.UnreachableConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}

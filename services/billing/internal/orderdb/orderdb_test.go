@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 
 	"gorm.io/gorm"
@@ -106,13 +105,7 @@ func TestMigrateTwiceKeepsRows(t *testing.T) {
 
 func TestSaveWhileDatabaseDownIsUnavailable(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
-	db, err := pgdb.Open(pgdb.Config{Host: "127.0.0.1", Port: port, Name: "x", User: "u", Password: "p"})
+	db, err := pgdb.Open(pgtest.UnreachableConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}

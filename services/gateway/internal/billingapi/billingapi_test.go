@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +23,7 @@ import (
 	"moviestream/pkg/billingmsg"
 	"moviestream/pkg/broker"
 	"moviestream/pkg/broker/brokertest"
+	"moviestream/pkg/testenv"
 	"moviestream/pkg/web"
 	"moviestream/services/gateway/internal/billingapi"
 )
@@ -511,14 +512,7 @@ func TestPostRabbitMQUnroutable(t *testing.T) {
 // out its (long) publish timeout.
 func TestPostBrokerUnreachable(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	if err := ln.Close(); err != nil {
-		t.Fatalf("close: %v", err)
-	}
+	port := strconv.Itoa(testenv.FreePort(t)) // nothing listens here
 	cfg := broker.Config{Host: "127.0.0.1", Port: port, VHost: "nowhere", User: "nobody", Password: "unused", Name: "test:" + t.Name()}
 	pub := brokertest.RunPublisher(t, cfg, broker.Topology{Queue: testQueue})
 	if pub.Status().Connected {

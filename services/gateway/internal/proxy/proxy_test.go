@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/go-cmp/cmp"
 
+	"moviestream/pkg/testenv"
 	"moviestream/pkg/web"
 	"moviestream/services/gateway/internal/proxy"
 )
@@ -376,7 +378,7 @@ func TestProxyRequestIDOnce(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	deadAddr := closedAddr(t)
+	deadAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	tests := []struct {
 		name    string
 		target  string // "" = the echoing backend
@@ -550,20 +552,6 @@ func TestProxyStreamsResponse(t *testing.T) {
 	}
 }
 
-// closedAddr returns an address nothing listens on any more.
-func closedAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatalf("close listener: %v", err)
-	}
-	return addr
-}
-
 func TestProxyUpstreamFailures(t *testing.T) {
 	t.Parallel()
 	// The slow backend holds each request until the test ends (or the
@@ -586,9 +574,9 @@ func TestProxyUpstreamFailures(t *testing.T) {
 		status  int
 		code    string
 	}{
-		{name: "dead backend", target: "http://" + closedAddr(t), method: http.MethodGet,
+		{name: "dead backend", target: "http://" + "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)), method: http.MethodGet,
 			timeout: 5 * time.Second, status: http.StatusBadGateway, code: web.CodeBadGateway},
-		{name: "dead backend with body", target: "http://" + closedAddr(t), method: http.MethodPost, body: `{"title":"x"}`,
+		{name: "dead backend with body", target: "http://" + "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)), method: http.MethodPost, body: `{"title":"x"}`,
 			timeout: 5 * time.Second, status: http.StatusBadGateway, code: web.CodeBadGateway},
 		{name: "slow backend", target: slow.URL, method: http.MethodGet,
 			timeout: 200 * time.Millisecond, status: http.StatusGatewayTimeout, code: web.CodeGatewayTimeout},

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -779,28 +778,11 @@ func TestConcurrentCreates(t *testing.T) {
 	}
 }
 
-// unusedPort returns a local TCP port nothing listens on.
-func unusedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	_, port, err := net.SplitHostPort(ln.Addr().String())
-	if err != nil {
-		t.Fatalf("split %s: %v", ln.Addr(), err)
-	}
-	if err := ln.Close(); err != nil {
-		t.Fatalf("close listener: %v", err)
-	}
-	return port
-}
-
 // TestDatabaseDown: with the database unreachable, every data route answers
 // 503 in the one error shape, and the cause is logged, not sent.
 func TestDatabaseDown(t *testing.T) {
 	t.Parallel()
-	db, err := pgdb.Open(pgdb.Config{Host: "127.0.0.1", Port: unusedPort(t), Name: "nowhere", User: "nobody", Password: "irrelevant"})
+	db, err := pgdb.Open(pgtest.UnreachableConfig(t))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -3,7 +3,6 @@ package moviedb_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -498,28 +497,9 @@ func TestRestartKeepsData(t *testing.T) {
 	}
 }
 
-// unusedPort returns a local TCP port nothing listens on.
-func unusedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	_, port, err := net.SplitHostPort(ln.Addr().String())
-	if err != nil {
-		t.Fatalf("split %s: %v", ln.Addr(), err)
-	}
-	if err := ln.Close(); err != nil {
-		t.Fatalf("close listener: %v", err)
-	}
-	return port
-}
-
 func TestUnavailable(t *testing.T) {
 	t.Parallel()
-	db, err := pgdb.Open(pgdb.Config{
-		Host: "127.0.0.1", Port: unusedPort(t), Name: "nowhere", User: "nobody", Password: "irrelevant",
-	})
+	db, err := pgdb.Open(pgtest.UnreachableConfig(t))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
