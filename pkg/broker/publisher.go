@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -105,10 +104,9 @@ type Publisher struct {
 	log      *slog.Logger
 	channels int
 
-	mu      sync.RWMutex
-	pool    *channelPool // nil while disconnected
-	blocked atomic.Bool
-	status  StatusBox
+	mu     sync.RWMutex
+	pool   *channelPool // nil while disconnected
+	status StatusBox
 }
 
 type channelPool struct {
@@ -117,8 +115,29 @@ type channelPool struct {
 	conn *amqp.Connection
 	// blockedC is closed while a resource alarm blocks the connection, so
 	// that publishes waiting for a confirm give up at once; replaced by an
-	// open channel when the alarm clears. Guarded by Publisher.mu.
+	// open channel when the alarm clears. It is the only record of the
+	// alarm. Guarded by Publisher.mu.
 	blockedC chan struct{}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// current returns the live pool (nil while disconnected) and its alarm
+// channel.
+func (p *Publisher) current() (*channelPool, chan struct{}) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.pool == nil {
+		return nil, nil
+	}
+	return p.pool, p.pool.blockedC
 }
 
 // NewPublisher returns a publisher that declares topo on every connection and
@@ -138,7 +157,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 // Status reports whether the publisher can publish now.
 func (p *Publisher) Status() Status {
 	s := p.status.Get()
-	if s.Connected && p.blocked.Load() {
+	if _, blockedC := p.current(); s.Connected && blockedC != nil && isClosed(blockedC) {
 		return Status{Error: "connection blocked by a broker resource alarm"}
 	}
 	return s
@@ -166,7 +185,6 @@ func (p *Publisher) session(ctx context.Context, conn *amqp.Connection) error {
 		}
 		pool.free <- cc
 	}
-	p.blocked.Store(false)
 	p.mu.Lock()
 	p.pool = pool
 	p.mu.Unlock()
@@ -187,17 +205,12 @@ func (p *Publisher) session(ctx context.Context, conn *amqp.Connection) error {
 				blocked = nil
 				continue
 			}
-			p.blocked.Store(b.Active)
 			p.mu.Lock()
-			select {
-			case <-pool.blockedC: // already closed: blocked
-				if !b.Active {
-					pool.blockedC = make(chan struct{})
-				}
-			default:
-				if b.Active {
-					close(pool.blockedC)
-				}
+			switch wasBlocked := isClosed(pool.blockedC); {
+			case b.Active && !wasBlocked:
+				close(pool.blockedC)
+			case !b.Active && wasBlocked:
+				pool.blockedC = make(chan struct{})
 			}
 			p.mu.Unlock()
 			if b.Active {
@@ -233,18 +246,12 @@ func (p *Publisher) declare(conn *amqp.Connection) error {
 // and that publish, and any other already sent, would otherwise wait for
 // the whole deadline.
 func (p *Publisher) Publish(ctx context.Context, queue string, msg amqp.Publishing) error {
-	if p.blocked.Load() {
-		return ErrBlocked
-	}
-	p.mu.RLock()
-	pool := p.pool
-	var blockedC chan struct{}
-	if pool != nil {
-		blockedC = pool.blockedC
-	}
-	p.mu.RUnlock()
+	pool, blockedC := p.current()
 	if pool == nil {
 		return fmt.Errorf("%w: not connected", ErrUnavailable)
+	}
+	if isClosed(blockedC) {
+		return ErrBlocked
 	}
 
 	var cc *ConfirmChannel
