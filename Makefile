@@ -78,6 +78,7 @@ vet:
 	if [ -n "$$failed" ]; then echo "go vet failed in:$$failed"; exit 1; fi
 
 shellcheck:
+	@command -v shellcheck >/dev/null || bash -c '. scripts/lib.sh && apt_install shellcheck'
 	shellcheck -x scripts/*.sh .ci/run
 
 vagrant-validate:

@@ -149,10 +149,14 @@ quiet() {
   "$@" >/dev/null 2>&1
 }
 
-# apt_install PACKAGE...: install the packages that are not installed yet;
-# `apt-get update` runs at most once per run (child scripts included).
+# apt_install PACKAGE...: install the packages that are not installed yet.
+# The package lists are refreshed first unless they are under an hour old
+# (one `apt-get update` per run, even across the sibling scripts of up.sh).
+# A failure stops the run with a message naming the calling script, the
+# step and the packages, so nothing half-installed goes on to be reported
+# as healthy. Waits up to 5 minutes for a dpkg lock held by another apt.
 apt_install() {
-  local pkg status
+  local pkg status rc
   local -a missing=()
   for pkg in "$@"; do
     # shellcheck disable=SC2016 # ${Status} is a dpkg-query field, not a shell variable
@@ -162,13 +166,26 @@ apt_install() {
   ((${#missing[@]} > 0)) || return 0
 
   require_root
-  if [[ -z ${MOVIESTREAM_APT_UPDATED:-} ]]; then
-    log "apt-get update"
-    apt-get update -q
-    export MOVIESTREAM_APT_UPDATED=1
+  local -a apt_opts=(-q -o DPkg::Lock::Timeout=300)
+  if ! apt_lists_fresh; then
+    log "apt-get update (package lists older than an hour)"
+    rc=0
+    apt-get "${apt_opts[@]}" update || rc=$?
+    ((rc == 0)) || die "step apt-get update failed (exit $rc) while installing ${missing[*]}: check the network and /etc/apt/sources.list"
+    mkdir -p -- "${APT_UPDATE_STAMP%/*}" && touch -- "$APT_UPDATE_STAMP"
   fi
   log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y --no-install-recommends "${missing[@]}" || rc=$?
+  ((rc == 0)) || die "step apt-get install failed (exit $rc) for package(s): ${missing[*]}"
+}
+
+# apt_lists_fresh: true when an `apt-get update` of ours (or of apt's own
+# periodic job, which keeps the same stamp) succeeded less than an hour ago.
+# The lists' own mtimes cannot tell: apt gives them the mirror's dates.
+APT_UPDATE_STAMP=/var/lib/apt/periodic/update-success-stamp
+apt_lists_fresh() {
+  [[ -n $(find "$APT_UPDATE_STAMP" -mmin -60 -print -quit 2>/dev/null) ]]
 }
 
 # start_postgres: start every PostgreSQL cluster that is not running, then

@@ -25,7 +25,9 @@ if command -v pm2 >/dev/null; then
   log "pm2 present: $(command -v pm2)"
 else
   log "installing pm2@$PM2_VERSION with npm"
-  npm install --global --no-fund --no-audit "pm2@$PM2_VERSION"
+  npm install --global --no-fund --no-audit "pm2@$PM2_VERSION" ||
+    die "step npm install failed for package pm2@$PM2_VERSION: check access to npm's registry (npm config get registry)"
+  command -v pm2 >/dev/null || die "step npm install: pm2@$PM2_VERSION installed but pm2 is not in PATH ($(npm prefix -g)/bin)"
 fi
 
 # go_is_current: `go` exists and is at least GO_VERSION. Run outside the
@@ -56,10 +58,12 @@ install_go() {
   trap "rm -rf -- '$tmp'" EXIT
 
   log "downloading $file"
-  curl -fsSL --retry 3 -o "$tmp/$file" "https://go.dev/dl/$file"
-  curl -fsSL --retry 3 -o "$tmp/$file.sha256" "https://dl.google.com/go/$file.sha256"
+  if ! curl -fsSL --retry 3 -o "$tmp/$file" "https://go.dev/dl/$file" ||
+    ! curl -fsSL --retry 3 -o "$tmp/$file.sha256" "https://dl.google.com/go/$file.sha256"; then
+    die "step go download failed for $file: install Go $GO_VERSION or newer in /usr/local/go by hand (https://go.dev/doc/install), then run again"
+  fi
   (cd "$tmp" && printf '%s  %s\n' "$(tr -d '[:space:]' <"$file.sha256")" "$file" | sha256sum --check --quiet) ||
-    die "checksum mismatch for $file"
+    die "step go download: checksum mismatch for $file"
 
   rm -rf /usr/local/go
   tar -C /usr/local -xzf "$tmp/$file"

@@ -3,7 +3,8 @@
 # (Go, C toolchain for -race), PostgreSQL with the inventory, billing and test
 # roles, and RabbitMQ with the application user (the broker integration tests
 # connect as that user), and Chromium for the headless check of the API docs
-# page (make docs-test). Installs what is missing, starts what is stopped.
+# page (make docs-test), and shellcheck. Installs what is missing, starts
+# what is stopped.
 # Why: the Go tests run against a real PostgreSQL and RabbitMQ; this script is
 # the first step of `make test` and of CI, and running it again is harmless.
 set -euo pipefail
@@ -14,5 +15,7 @@ here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 bash "$here/provision-common.sh"
 bash "$here/provision-postgres.sh" inventory billing test
 bash "$here/provision-rabbitmq.sh"
-# Debian's chromium, for `make docs-test` (the /docs page in headless mode).
-apt_install chromium
+# Test tools from Debian: shellcheck (make shellcheck) and chromium (make
+# docs-test, the /docs page in headless mode). vagrant-validate.sh and
+# test-topology.sh install their own, so each target also runs alone.
+apt_install shellcheck chromium
