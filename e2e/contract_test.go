@@ -12,21 +12,21 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-
-	"moviestream/pkg/testenv"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"moviestream/e2e/testinfra"
+	"moviestream/pkg/testenv"
 )
 
 // The contract tests hold the gateway to the root openapi.yaml: every
@@ -88,7 +88,7 @@ type exchange struct {
 	method, path string
 	contentType  string
 	body         []byte
-	header       map[string]string
+	header       http.Header
 	// status and code (for errors) the gateway must answer with.
 	status int
 	code   string
@@ -102,7 +102,7 @@ type exchange struct {
 func (c *contract) check(t *testing.T, base string, ex exchange) response {
 	t.Helper()
 	name := fmt.Sprintf("%s %s (want %d %s)", ex.method, ex.path, ex.status, ex.code)
-	r := c.send(t, base, ex)
+	r := send(t, base, ex.method, ex.path, ex.contentType, ex.body, ex.header)
 	if r.Status != ex.status {
 		t.Errorf("%s: status %d, want %d; body %.300s", name, r.Status, ex.status, r.Body)
 	}
@@ -153,30 +153,6 @@ func (c *contract) check(t *testing.T, base string, ex exchange) response {
 	return r
 }
 
-func (c *contract) send(t *testing.T, base string, ex exchange) response {
-	t.Helper()
-	req, err := http.NewRequest(ex.method, base+ex.path, bytes.NewReader(ex.body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ex.contentType != "" {
-		req.Header.Set("Content-Type", ex.contentType)
-	}
-	for k, v := range ex.header {
-		req.Header.Set(k, v)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", ex.method, ex.path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", ex.method, ex.path, err)
-	}
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: body}
-}
-
 func (c *contract) specRequest(t *testing.T, ex exchange) *http.Request {
 	t.Helper()
 	path, query, _ := strings.Cut(ex.path, "?")
@@ -194,7 +170,7 @@ func (c *contract) specRequest(t *testing.T, ex exchange) *http.Request {
 		req.Header.Set("Content-Type", ex.contentType)
 	}
 	for k, v := range ex.header {
-		req.Header.Set(k, v)
+		req.Header[k] = v
 	}
 	return req
 }
@@ -332,7 +308,7 @@ func contractStack(t *testing.T, c *contract) {
 	// Billing.
 	key := "contract-" + time.Now().UTC().Format("20060102T150405.000000000")
 	r = check(exchange{method: "POST", path: "/api/billing", contentType: js, body: []byte(billingOrder),
-		header: map[string]string{"Idempotency-Key": key}, status: 200})
+		header: headerOf("Idempotency-Key", key), status: 200})
 	var posted struct {
 		MessageID string `json:"message_id"`
 	}
@@ -375,7 +351,7 @@ func contractStack(t *testing.T, c *contract) {
 			ex.contentType = ""
 		}
 		if tc.key != "" {
-			ex.header = map[string]string{"Idempotency-Key": tc.key}
+			ex.header = headerOf("Idempotency-Key", tc.key)
 		}
 		check(ex)
 	}
@@ -442,7 +418,7 @@ func contractFaults(t *testing.T, c *contract) {
 		ex.status, ex.code = http.StatusBadGateway, "bad_gateway"
 		check(ex)
 		ex.status, ex.code = http.StatusGatewayTimeout, "gateway_timeout"
-		ex.header = map[string]string{"X-Fault": "stall"}
+		ex.header = headerOf("X-Fault", "stall")
 		check(ex)
 	}
 
@@ -463,71 +439,27 @@ func contractFaults(t *testing.T, c *contract) {
 }
 
 // startPrivateGateway builds the gateway and runs it on a free port with the
-// repository's configuration overridden by env; it is stopped at cleanup.
+// repository's configuration overridden by env; it is killed at cleanup.
 func startPrivateGateway(t *testing.T, env map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "gateway")
-	build := exec.Command("go", "build", "-o", bin, "./services/gateway")
-	build.Dir = repoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./services/gateway: %v\n%s", err, out)
-	}
-
-	port := testenv.FreePort(t)
-	logPath := filepath.Join(dir, "gateway.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
+	if err := testinfra.BuildServices(repoRoot, dir, false, "gateway"); err != nil {
 		t.Fatal(err)
 	}
-	defer logFile.Close()
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "GATEWAY_PORT="+fmt.Sprint(port))
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v) // the last value of a key wins
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start the private gateway: %v", err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
+	port := testenv.FreePort(t)
+	env["GATEWAY_PORT"] = strconv.Itoa(port)
+	gw := testinfra.StartService(t, dir, "gateway", envFile, env)
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	testenv.WaitFor(t, 30*time.Second, "the private gateway answering GET /health", func() bool {
+		if !gw.Running() {
+			t.Fatalf("the private gateway exited:\n%s", gw.LogTail(40))
 		}
-		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("private gateway log:\n%s", b)
-			}
+		resp, err := client.Get(base + "/health")
+		if err != nil {
+			return false
 		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	})
-
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if resp, err := client.Get(base + "/health"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base
-			}
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("the private gateway exited: %v\n%s", waitErr, b)
-		case <-ctx.Done():
-			t.Fatalf("the private gateway did not answer /health within 30s")
-		case <-tick.C:
-		}
-	}
+	return base
 }

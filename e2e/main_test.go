@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,12 +21,14 @@ import (
 
 	"moviestream/pkg/config"
 	"moviestream/pkg/pgdb"
+	"moviestream/pkg/testenv"
 )
 
 var (
 	gatewayURL string
 	billingDB  *gorm.DB
 	repoRoot   string
+	envFile    string // the .env the services read
 	client     = &http.Client{Timeout: 15 * time.Second}
 )
 
@@ -40,6 +41,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
+	envFile = os.Getenv(config.EnvFileVar)
+	if envFile == "" {
+		envFile = config.FindEnvFile()
+	}
+	envFile, _ = filepath.Abs(envFile)
 	repoRoot = filepath.Dir(config.FindEnvFile())
 	// E2E_SKIP_UP=1 reuses a stack that is already up (faster iteration).
 	if os.Getenv("E2E_SKIP_UP") != "1" {
@@ -69,11 +75,8 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-type response struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
+// response is an answer of the gateway, with helpers for its JSON body.
+type response struct{ testenv.Response }
 
 func (r response) json(t *testing.T, v any) {
 	t.Helper()
@@ -91,28 +94,33 @@ func (r response) errCode() string {
 	return e.Error.Code
 }
 
+// do sends a request to the gateway; headers are name, value pairs.
 func do(t *testing.T, method, path, contentType string, body []byte, headers ...string) response {
 	t.Helper()
-	req, err := http.NewRequest(method, gatewayURL+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	return send(t, gatewayURL, method, path, contentType, body, headerOf(headers...))
+}
+
+// send sends a request to base+path with contentType ("" for none) on top
+// of header.
+func send(t *testing.T, base, method, path, contentType string, body []byte, header http.Header) response {
+	t.Helper()
 	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+		header = header.Clone()
+		if header == nil {
+			header = http.Header{}
+		}
+		header.Set("Content-Type", contentType)
 	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
+	return response{testenv.Do(t, client, method, base+path, bytes.NewReader(body), header)}
+}
+
+// headerOf builds a header from name, value pairs.
+func headerOf(pairs ...string) http.Header {
+	h := http.Header{}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		h.Set(pairs[i], pairs[i+1])
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return h
 }
 
 func pm2(t *testing.T, args ...string) {

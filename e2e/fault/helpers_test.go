@@ -12,7 +12,7 @@ import (
 
 	"gorm.io/gorm"
 
-	"moviestream/e2e/testinfra"
+	"moviestream/pkg/testenv"
 )
 
 // lockOrders takes a SHARE lock on billing's orders table in an open
@@ -112,7 +112,7 @@ func (s *stack) expect503Fast(t *testing.T, key string, limit time.Duration) rep
 // requireOrders waits until every key has exactly one row.
 func (s *stack) requireOrders(t *testing.T, timeout time.Duration, keys ...string) time.Duration {
 	t.Helper()
-	return testinfra.WaitFor(t, timeout, fmt.Sprintf("%d orders written", len(keys)), func() bool {
+	return testenv.WaitFor(t, timeout, fmt.Sprintf("%d orders written", len(keys)), func() bool {
 		var n int64
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -124,7 +124,7 @@ func TestFaultInjection(t *testing.T) {
 	report := []string{}
 	for k, f := range faults {
 		threshold := int64((k + 1) * total / (len(faults) + 2))
-		testinfra.WaitFor(t, 90*time.Second, fmt.Sprintf("%d orders accepted before %q", threshold, f.name),
+		testenv.WaitFor(t, 90*time.Second, fmt.Sprintf("%d orders accepted before %q", threshold, f.name),
 			func() bool { return stats.ok.Load() >= threshold })
 		began := time.Now()
 		detail := f.run(t, &stats)
@@ -146,7 +146,7 @@ func TestFaultInjection(t *testing.T) {
 			unconfirmed++
 		}
 	}
-	drained := testinfra.WaitFor(t, 90*time.Second, "every accepted order written", func() bool {
+	drained := testenv.WaitFor(t, 90*time.Second, "every accepted order written", func() bool {
 		return s.tryCountOrders() >= int64(len(sent))
 	})
 	// Stopped, billing hands back whatever it has not acked; then the
@@ -270,13 +270,20 @@ func (s *stack) submit(ctx context.Context, key string, i int, stats *loadStats)
 
 // faultBillingStop: SIGINT, which PM2 sends on stop; billing must exit 0.
 func (s *stack) faultBillingStop(t *testing.T, _ *loadStats) string {
-	code, took := s.billing.Stop(t, syscall.SIGINT, 35*time.Second)
+	return gracefulRestart(t, s.billing, s.billingURL("/ready"))
+}
+
+// gracefulRestart sends p SIGINT, wants exit code 0, starts it again and
+// waits until readyURL answers 200.
+func gracefulRestart(t *testing.T, p *testinfra.Proc, readyURL string) string {
+	t.Helper()
+	code, took := p.Stop(t, syscall.SIGINT, 35*time.Second)
 	if code != 0 {
-		t.Errorf("billing exit code %d after SIGINT, want 0", code)
+		t.Errorf("%s exit code %d after SIGINT, want 0", p.Name, code)
 	}
-	s.billing.Start(t)
-	ready := waitStatus(t, 30*time.Second, s.billingURL("/ready"), http.StatusOK)
-	return fmt.Sprintf("exit %d after %s, consuming again %s after start", code, took.Round(time.Millisecond), ready.Round(time.Millisecond))
+	p.Start(t)
+	ready := waitStatus(t, 30*time.Second, readyURL, http.StatusOK)
+	return fmt.Sprintf("exit %d after %s, ready again %s after start", code, took.Round(time.Millisecond), ready.Round(time.Millisecond))
 }
 
 // faultBillingKill kills billing while a batch is being written: its INSERT
@@ -287,11 +294,11 @@ func (s *stack) faultBillingStop(t *testing.T, _ *loadStats) string {
 // insert must skip them.
 func (s *stack) faultBillingKill(t *testing.T, stats *loadStats) string {
 	release := s.lockOrders(t)
-	testinfra.WaitFor(t, 30*time.Second, "billing's write waiting for the lock", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "billing's write waiting for the lock", func() bool {
 		return s.billingBackends(t, true) >= 1
 	})
 	locked := stats.ok.Load()
-	testinfra.WaitFor(t, 30*time.Second, "billing holding 200 more orders", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "billing holding 200 more orders", func() bool {
 		main, _ := s.ready(t)
 		return stats.ok.Load()-locked >= 200 && main == 0
 	})
@@ -331,12 +338,12 @@ func (s *stack) faultBrokerRestart(t *testing.T, _ *loadStats) string {
 func (s *stack) faultPostgresRestart(t *testing.T, _ *loadStats) string {
 	warned := s.billing.CountLog("database unavailable")
 	s.pg.Stop(t, "immediate")
-	testinfra.WaitFor(t, 30*time.Second, "billing retrying a write", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "billing retrying a write", func() bool {
 		return s.billing.CountLog("database unavailable") > warned
 	})
 	s.pg.Start(t)
 	before := s.tryCountOrders()
-	writing := testinfra.WaitFor(t, 30*time.Second, "billing writing again", func() bool {
+	writing := testenv.WaitFor(t, 30*time.Second, "billing writing again", func() bool {
 		return s.tryCountOrders() > before
 	})
 	return fmt.Sprintf("billing held its batch and wrote again %s after the start", writing.Round(time.Millisecond))
@@ -345,11 +352,5 @@ func (s *stack) faultPostgresRestart(t *testing.T, _ *loadStats) string {
 // faultGatewayRestart: SIGINT, in-flight requests finish, exit 0; clients
 // see refused connections until the new gateway listens.
 func (s *stack) faultGatewayRestart(t *testing.T, _ *loadStats) string {
-	code, took := s.gateway.Stop(t, syscall.SIGINT, 35*time.Second)
-	if code != 0 {
-		t.Errorf("gateway exit code %d after SIGINT, want 0", code)
-	}
-	s.gateway.Start(t)
-	ready := waitStatus(t, 30*time.Second, s.gatewayURL("/ready"), http.StatusOK)
-	return fmt.Sprintf("exit %d after %s, ready again %s after start", code, took.Round(time.Millisecond), ready.Round(time.Millisecond))
+	return gracefulRestart(t, s.gateway, s.gatewayURL("/ready"))
 }

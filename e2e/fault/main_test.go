@@ -17,11 +17,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,7 +193,7 @@ func (s *stack) inventoryURL(path string) string {
 // waitStatus waits until GET url answers want.
 func waitStatus(t *testing.T, timeout time.Duration, url string, want int) time.Duration {
 	t.Helper()
-	return testinfra.WaitFor(t, timeout, fmt.Sprintf("GET %s = %d", url, want), func() bool {
+	return testenv.WaitFor(t, timeout, fmt.Sprintf("GET %s = %d", url, want), func() bool {
 		return get(url).status == want
 	})
 }
@@ -245,13 +245,8 @@ func doCtx(ctx context.Context, method, url, ctype string, body []byte, header .
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return reply{err: err, took: time.Since(start)}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return reply{status: resp.StatusCode, body: b, err: err, took: time.Since(start)}
+	r, err := testenv.Send(client, req)
+	return reply{status: r.Status, body: r.Body, err: err, took: time.Since(start)}
 }
 
 func get(url string) reply { return do(http.MethodGet, url, "", nil) }
@@ -308,6 +303,17 @@ func (s *stack) query(t *testing.T, fn func(db *gorm.DB) error) {
 	if err != nil {
 		t.Fatalf("query orders: %v", err)
 	}
+}
+
+// freezeBroker freezes the private node (Freeze) and returns thaw, which
+// resumes it once; a node the test leaves frozen is thawed at its cleanup.
+func (s *stack) freezeBroker(t *testing.T) (thaw func()) {
+	t.Helper()
+	s.rmq.Freeze(t)
+	var once sync.Once
+	thaw = func() { once.Do(func() { s.rmq.Thaw(t) }) }
+	t.Cleanup(thaw)
+	return thaw
 }
 
 // amqpChannel opens a connection of the test's own to the private node.

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"moviestream/e2e/testinfra"
+	"moviestream/pkg/testenv"
 )
 
 // fastLimit is how quickly the gateway must refuse an order it cannot
@@ -42,7 +42,7 @@ func TestBrokerOutage(t *testing.T) {
 	// long that took; it fails the test after recoverLimit.
 	recovered := func(t *testing.T, prefix string) time.Duration {
 		t.Helper()
-		return testinfra.WaitFor(t, recoverLimit, "POST /api/billing = 200", func() bool {
+		return testenv.WaitFor(t, recoverLimit, "POST /api/billing = 200", func() bool {
 			k := newKey(prefix)
 			body, _, _, _ := orderBody(1)
 			if r := s.postOrder(k, body); r.status == http.StatusOK {
@@ -114,10 +114,10 @@ func TestBrokerOutage(t *testing.T) {
 				}
 			})
 		}
-		testinfra.WaitFor(t, 10*time.Second, "orders flowing", func() bool { return nOK.Load() >= 50 })
+		testenv.WaitFor(t, 10*time.Second, "orders flowing", func() bool { return nOK.Load() >= 50 })
 		s.rmq.Kill(t)
 		killedAt := n503.Load()
-		testinfra.WaitFor(t, 10*time.Second, "503s after the kill", func() bool { return n503.Load() >= killedAt+30 })
+		testenv.WaitFor(t, 10*time.Second, "503s after the kill", func() bool { return n503.Load() >= killedAt+30 })
 		stop.Store(true)
 		wg.Wait()
 		if len(others) > 0 {
@@ -138,13 +138,7 @@ func TestBrokerOutage(t *testing.T) {
 	t.Run("frozen", func(t *testing.T) {
 		// A hung broker (or a network partition) keeps the connection open
 		// and answers nothing: only the publish deadline ends the request.
-		s.rmq.Freeze(t)
-		thawed := false
-		defer func() {
-			if !thawed {
-				s.rmq.Thaw(t)
-			}
-		}()
+		thaw := s.freezeBroker(t)
 		var wg sync.WaitGroup
 		replies := make([]reply, 3)
 		for i := range replies {
@@ -154,8 +148,7 @@ func TestBrokerOutage(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		s.rmq.Thaw(t)
-		thawed = true
+		thaw()
 		for _, r := range replies {
 			if r.status != http.StatusServiceUnavailable || r.took > fastLimit {
 				t.Errorf("POST while the broker is frozen: %s after %s, want 503 within %s", r, r.took.Round(time.Millisecond), fastLimit)
@@ -177,7 +170,7 @@ func TestBrokerOutage(t *testing.T) {
 				s.rmq.SetMemoryWatermark(t, "0.4")
 			}
 		}()
-		testinfra.WaitFor(t, 15*time.Second, "memory alarm", func() bool {
+		testenv.WaitFor(t, 15*time.Second, "memory alarm", func() bool {
 			return strings.Contains(s.rmq.Alarms(t), "memory")
 		})
 		var worst time.Duration

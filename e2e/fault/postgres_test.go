@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"moviestream/e2e/testinfra"
+	"moviestream/pkg/testenv"
 )
 
 // outageHold is how long TestPostgresOutage keeps the database down.
@@ -60,11 +61,11 @@ func TestPostgresOutage(t *testing.T) {
 			t.Fatalf("POST /api/billing with billing's database down: %s", r)
 		}
 	}
-	testinfra.WaitFor(t, 15*time.Second, "orders delivered to billing", func() bool {
+	testenv.WaitFor(t, 15*time.Second, "orders delivered to billing", func() bool {
 		main, _ := s.ready(t)
 		return main == 0
 	})
-	testinfra.WaitFor(t, 15*time.Second, "billing retrying the write", func() bool {
+	testenv.WaitFor(t, 15*time.Second, "billing retrying the write", func() bool {
 		return s.billing.CountLog("database unavailable, holding batch unacked") >= 1
 	})
 	// The outage lasts a while on purpose (this is the fault, not a wait
@@ -125,7 +126,7 @@ func TestStartWhileDependenciesDown(t *testing.T) {
 	for _, url := range []string{s.billingURL("/health"), s.gatewayURL("/health"), s.inventoryURL("/health")} {
 		waitStatus(t, 10*time.Second, url, http.StatusOK)
 	}
-	testinfra.WaitFor(t, 15*time.Second, "retries in the logs", func() bool {
+	testenv.WaitFor(t, 15*time.Second, "retries in the logs", func() bool {
 		return s.billing.CountLog("database not reachable yet") >= 1 &&
 			s.inventory.CountLog("database not reachable yet") >= 1 &&
 			s.gateway.CountLog("rabbitmq not reachable") >= 1

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"moviestream/e2e/testinfra"
+	"moviestream/pkg/testenv"
 )
 
 // TestGracefulStopBilling: SIGINT to billing while it holds a batch exits 0
@@ -42,16 +42,16 @@ func TestGracefulStopBilling(t *testing.T) {
 		// when the signal arrives.
 		release := s.lockOrders(t)
 		keys := post("commit", 50)
-		testinfra.WaitFor(t, 15*time.Second, "billing's write waiting for the lock", func() bool {
+		testenv.WaitFor(t, 15*time.Second, "billing's write waiting for the lock", func() bool {
 			return s.billingBackends(t, true) >= 1
 		})
-		testinfra.WaitFor(t, 15*time.Second, "all orders delivered to billing", func() bool {
+		testenv.WaitFor(t, 15*time.Second, "all orders delivered to billing", func() bool {
 			main, _ := s.ready(t)
 			return main == 0
 		})
 		s.billing.Signal(t, syscall.SIGINT)
 		// The health server closes first: the signal has been handled.
-		testinfra.WaitFor(t, 10*time.Second, "billing /health closed", func() bool { return get(s.billingURL("/health")).err != nil })
+		testenv.WaitFor(t, 10*time.Second, "billing /health closed", func() bool { return get(s.billingURL("/health")).err != nil })
 		release()
 		code := s.billing.Wait(t, 30*time.Second)
 		if code != 0 {
@@ -73,7 +73,7 @@ func TestGracefulStopBilling(t *testing.T) {
 		waitStatus(t, 15*time.Second, s.billingURL("/ready"), http.StatusOK)
 		s.pg.Stop(t, "fast")
 		keys := post("dbdown", 50)
-		testinfra.WaitFor(t, 15*time.Second, "all orders delivered to billing", func() bool {
+		testenv.WaitFor(t, 15*time.Second, "all orders delivered to billing", func() bool {
 			main, _ := s.ready(t)
 			return main == 0
 		})
@@ -112,13 +112,7 @@ func TestGracefulStopGateway(t *testing.T) {
 
 	t.Run("publishes waiting for confirms", func(t *testing.T) {
 		// A frozen broker holds every publish at "waiting for the confirm".
-		s.rmq.Freeze(t)
-		thawed := false
-		defer func() {
-			if !thawed {
-				s.rmq.Thaw(t)
-			}
-		}()
+		thaw := s.freezeBroker(t)
 		const n = 8
 		var wrote atomic.Int64
 		replies := make([]reply, n)
@@ -132,11 +126,10 @@ func TestGracefulStopGateway(t *testing.T) {
 					"Idempotency-Key", fmt.Sprintf("inflight-%d", i))
 			})
 		}
-		testinfra.WaitFor(t, 5*time.Second, "requests sent", func() bool { return wrote.Load() == n })
+		testenv.WaitFor(t, 5*time.Second, "requests sent", func() bool { return wrote.Load() == n })
 		s.gateway.Signal(t, syscall.SIGINT)
-		testinfra.WaitFor(t, 5*time.Second, "gateway listener closed", func() bool { return get(s.gatewayURL("/health")).err != nil })
-		s.rmq.Thaw(t) // within GATEWAY_PUBLISH_TIMEOUT of the publishes
-		thawed = true
+		testenv.WaitFor(t, 5*time.Second, "gateway listener closed", func() bool { return get(s.gatewayURL("/health")).err != nil })
+		thaw() // within GATEWAY_PUBLISH_TIMEOUT of the publishes
 		wg.Wait()
 		code := s.gateway.Wait(t, 30*time.Second)
 		for i, r := range replies {
@@ -196,7 +189,7 @@ func TestGracefulStopGateway(t *testing.T) {
 				}
 			})
 		}
-		testinfra.WaitFor(t, 10*time.Second, "orders flowing", func() bool { return nOK.Load() >= 100 })
+		testenv.WaitFor(t, 10*time.Second, "orders flowing", func() bool { return nOK.Load() >= 100 })
 		signaled.Store(time.Now().UnixNano())
 		code, took := s.gateway.Stop(t, syscall.SIGINT, 30*time.Second)
 		stop.Store(true)

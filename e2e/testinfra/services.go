@@ -13,15 +13,19 @@ import (
 // Services are the repository's service binaries, built once per test run.
 var Services = []string{"gateway", "inventory", "billing"}
 
-// BuildServices runs `go build` for every service of the repository at
-// root into dir (one binary per service, named after it). It is meant for
-// TestMain: build once, run many times.
-func BuildServices(root, dir string, race bool) error {
+// BuildServices runs `go build` for the named services (every one of
+// Services when none is named) of the repository at root into dir, one
+// binary per service, named after it. It is meant for TestMain: build once,
+// run many times.
+func BuildServices(root, dir string, race bool, names ...string) error {
 	args := []string{"build", "-o", dir + string(os.PathSeparator)}
 	if race {
 		args = append(args, "-race")
 	}
-	for _, s := range Services {
+	if len(names) == 0 {
+		names = Services
+	}
+	for _, s := range names {
 		args = append(args, "./services/"+s)
 	}
 	cmd := exec.Command("go", args...)

@@ -51,15 +51,13 @@ func Poll(timeout, interval time.Duration, cond func() bool) bool {
 	}
 }
 
-// WaitFor polls cond every 50ms and fails the test if it is not true within
-// timeout. It returns how long the wait took.
+// WaitFor is testenv.WaitFor.
+//
+// Deprecated: use testenv.WaitFor. This forwarder stays only until e2e/topology,
+// being written at the same time, switches to it.
 func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
 	tb.Helper()
-	start := time.Now()
-	if !Poll(timeout, 50*time.Millisecond, cond) {
-		tb.Fatalf("timed out after %s waiting for %s", timeout, what)
-	}
-	return time.Since(start)
+	return testenv.WaitFor(tb, timeout, what, cond)
 }
 
 // Unavailable stops the test because a tool it needs is missing: a skip on

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"moviestream/pkg/errs"
 )
 
 // Limits of an order. MaxTotalCents matches the orders.total_amount column,
@@ -31,16 +33,9 @@ var ErrInvalid = errors.New("invalid order message")
 // ErrMalformed means the body is not a JSON object at all (or too large).
 var ErrMalformed = fmt.Errorf("%w: malformed body", ErrInvalid)
 
-// FieldError names the field that broke a rule.
-type FieldError struct {
-	Field  string
-	Reason string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
-
-// Is makes errors.Is(err, ErrInvalid) true for field errors.
-func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+// invalid returns the error for a field that broke a rule; it matches
+// ErrInvalid.
+func invalid(field, reason string) error { return errs.Invalid(ErrInvalid, field, reason) }
 
 // Order is a validated order.
 type Order struct {
@@ -116,7 +111,7 @@ func Parse(body []byte) (Order, error) {
 		return Order{}, err
 	}
 	if o.TotalAmount, err = ParseAmount(total); err != nil {
-		return Order{}, &FieldError{Field: FieldTotalAmount, Reason: err.Error()}
+		return Order{}, invalid(FieldTotalAmount, err.Error())
 	}
 	return o, nil
 }
@@ -125,44 +120,44 @@ func Parse(body []byte) (Order, error) {
 func scalar(fields map[string]json.RawMessage, name string) (string, error) {
 	raw, ok := fields[name]
 	if !ok || string(raw) == "null" {
-		return "", &FieldError{Field: name, Reason: "is required"}
+		return "", invalid(name, "is required")
 	}
 	switch raw[0] {
 	case '"':
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", &FieldError{Field: name, Reason: "is not a valid JSON string"}
+			return "", invalid(name, "is not a valid JSON string")
 		}
 		return strings.TrimSpace(s), nil
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		return string(raw), nil
 	default:
-		return "", &FieldError{Field: name, Reason: "must be a string or a number"}
+		return "", invalid(name, "must be a string or a number")
 	}
 }
 
 func parseUserID(s string) (string, error) {
 	switch {
 	case s == "":
-		return "", &FieldError{Field: FieldUserID, Reason: "must not be empty"}
+		return "", invalid(FieldUserID, "must not be empty")
 	case utf8.RuneCountInString(s) > MaxUserIDLen:
-		return "", &FieldError{Field: FieldUserID, Reason: fmt.Sprintf("must be at most %d characters", MaxUserIDLen)}
+		return "", invalid(FieldUserID, fmt.Sprintf("must be at most %d characters", MaxUserIDLen))
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return "", &FieldError{Field: FieldUserID, Reason: "must not contain control characters"}
+		return "", invalid(FieldUserID, "must not contain control characters")
 	}
 	return s, nil
 }
 
 func parseItems(s string) (int32, error) {
 	if !allDigits(strings.TrimPrefix(s, "-")) {
-		return 0, &FieldError{Field: FieldNumberOfItems, Reason: "must be a whole number"}
+		return 0, invalid(FieldNumberOfItems, "must be a whole number")
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n > MaxItems {
-		return 0, &FieldError{Field: FieldNumberOfItems, Reason: fmt.Sprintf("must be at most %d", MaxItems)}
+		return 0, invalid(FieldNumberOfItems, fmt.Sprintf("must be at most %d", MaxItems))
 	}
 	if n < 1 {
-		return 0, &FieldError{Field: FieldNumberOfItems, Reason: "must be at least 1"}
+		return 0, invalid(FieldNumberOfItems, "must be at least 1")
 	}
 	return int32(n), nil
 }
@@ -179,13 +174,15 @@ func ParseAmount(s string) (Amount, error) {
 	if len(frac) > 2 {
 		return 0, errors.New("must have at most 2 decimal places")
 	}
+	tooLarge := fmt.Errorf("must be at most %s", Amount(MaxTotalCents))
 	whole = strings.TrimLeft(whole, "0")
-	if len(whole) > 10 {
-		return 0, errors.New("must be at most 9999999999.99")
+	// More digits than the limit has cannot fit, and could overflow int64.
+	if len(whole) > len(strconv.FormatInt(MaxTotalCents/100, 10)) {
+		return 0, tooLarge
 	}
 	cents := int64(0)
 	if whole != "" {
-		w, _ := strconv.ParseInt(whole, 10, 64) // at most 10 digits: cannot fail
+		w, _ := strconv.ParseInt(whole, 10, 64) // bounded above: cannot fail
 		cents = w * 100
 	}
 	frac += strings.Repeat("0", 2-len(frac))
@@ -193,6 +190,9 @@ func ParseAmount(s string) (Amount, error) {
 	cents += f
 	if negative && cents != 0 {
 		return 0, errors.New("must not be negative")
+	}
+	if cents > MaxTotalCents {
+		return 0, tooLarge
 	}
 	return Amount(cents), nil
 }

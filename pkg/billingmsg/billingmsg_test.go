@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"moviestream/pkg/billingmsg"
+	"moviestream/pkg/errs"
 )
 
 func TestParseValid(t *testing.T) {
@@ -122,7 +123,7 @@ func TestParseInvalid(t *testing.T) {
 			if !errors.Is(err, billingmsg.ErrInvalid) {
 				t.Errorf("error %v does not match ErrInvalid", err)
 			}
-			var fe *billingmsg.FieldError
+			var fe *errs.FieldError
 			switch {
 			case tt.field == "":
 				if !errors.Is(err, billingmsg.ErrMalformed) {

@@ -61,6 +61,12 @@ type Status struct {
 	Error     string `json:"error,omitempty"`
 }
 
+// Readiness is s in the shape of /ready: ready when connected, body
+// {"rabbitmq": s}.
+func (s Status) Readiness() (bool, any) {
+	return s.Connected, map[string]Status{"rabbitmq": s}
+}
+
 // StatusBox holds a Status for concurrent readers; the zero value reads as
 // "not connected yet".
 type StatusBox struct{ v atomic.Pointer[Status] }

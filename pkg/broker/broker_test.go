@@ -28,7 +28,7 @@ func TestPublishConfirmedAndPersistent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	body := []byte(`{"user_id":"3","number_of_items":"5","total_amount":"180"}`)
-	if err := p.Publish(ctx, topo.Queue, amqp.Publishing{MessageId: "m-1", ContentType: "application/json", Body: body}); err != nil {
+	if err := p.Publish(ctx, amqp.Publishing{MessageId: "m-1", ContentType: "application/json", Body: body}); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
 
@@ -80,7 +80,7 @@ func TestTopologyMismatchIsReported(t *testing.T) {
 		s := p.Status()
 		return !s.Connected && strings.Contains(s.Error, broker.ErrTopologyMismatch.Error())
 	})
-	perr := p.Publish(context.Background(), topo.Queue, amqp.Publishing{Body: []byte("{}")})
+	perr := p.Publish(context.Background(), amqp.Publishing{Body: []byte("{}")})
 	if !errors.Is(perr, broker.ErrUnavailable) {
 		t.Errorf("Publish while mismatched = %v, want ErrUnavailable", perr)
 	}
@@ -90,7 +90,7 @@ func TestPublishNackedIsAnError(t *testing.T) {
 	t.Parallel()
 	cfg := brokertest.Config(t)
 	topo := brokertest.Topology(t, cfg)
-	p := brokertest.StartPublisher(t, cfg, topo)
+	cc := confirmChannel(t, cfg)
 
 	// A queue that refuses every message makes the broker nack the publish.
 	ch := brokertest.Channel(t, cfg)
@@ -102,7 +102,7 @@ func TestPublishNackedIsAnError(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := p.Publish(ctx, full, amqp.Publishing{MessageId: "x", Body: []byte("{}")})
+	err := cc.Publish(ctx, "", full, amqp.Publishing{MessageId: "x", Body: []byte("{}")})
 	if !errors.Is(err, broker.ErrNacked) || !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("Publish to a rejecting queue = %v, want ErrNacked", err)
 	}
@@ -112,16 +112,19 @@ func TestPublishUnroutableIsAnError(t *testing.T) {
 	t.Parallel()
 	cfg := brokertest.Config(t)
 	topo := brokertest.Topology(t, cfg)
-	p := brokertest.StartPublisher(t, cfg, topo)
+	cc := confirmChannel(t, cfg)
+	if err := topo.Declare(brokertest.Channel(t, cfg)); err != nil {
+		t.Fatal(err)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := p.Publish(ctx, topo.Queue+".nobody-declared-this", amqp.Publishing{MessageId: "lost", Body: []byte("{}")})
+	err := cc.Publish(ctx, "", topo.Queue+".nobody-declared-this", amqp.Publishing{MessageId: "lost", Body: []byte("{}")})
 	if !errors.Is(err, broker.ErrUnroutable) {
 		t.Fatalf("Publish to a missing queue = %v, want ErrUnroutable", err)
 	}
 	// The channel stays usable for the next publish.
-	if err := p.Publish(ctx, topo.Queue, amqp.Publishing{MessageId: "ok", Body: []byte("{}")}); err != nil {
+	if err := cc.Publish(ctx, "", topo.Queue, amqp.Publishing{MessageId: "ok", Body: []byte("{}")}); err != nil {
 		t.Fatalf("Publish after a return: %v", err)
 	}
 }
@@ -138,7 +141,7 @@ func TestPublishWithoutBrokerFailsFast(t *testing.T) {
 
 	pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer pcancel()
-	err := p.Publish(pctx, "q", amqp.Publishing{Body: []byte("{}")})
+	err := p.Publish(pctx, amqp.Publishing{Body: []byte("{}")})
 	if !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("Publish without broker = %v, want ErrUnavailable", err)
 	}
@@ -213,4 +216,20 @@ func TestDeliveryLimitDeadLetters(t *testing.T) {
 	if death, _ := deaths[0].(amqp.Table); death["reason"] != "delivery_limit" {
 		t.Errorf("x-death reason %v, want delivery_limit", death["reason"])
 	}
+}
+
+// confirmChannel opens a confirm-mode channel on a connection of its own,
+// for publishing to queues other than a publisher's topology.
+func confirmChannel(t *testing.T, cfg broker.Config) *broker.ConfirmChannel {
+	t.Helper()
+	conn, err := amqp.Dial(cfg.URL())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	cc, err := broker.NewConfirmChannel(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cc
 }

@@ -163,6 +163,9 @@ func (p *Publisher) Status() Status {
 	return s
 }
 
+// Readiness reports Status for /ready.
+func (p *Publisher) Readiness() (bool, any) { return p.Status().Readiness() }
+
 func (p *Publisher) session(ctx context.Context, conn *amqp.Connection) error {
 	// Registered first so a close or alarm during setup is not missed.
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
@@ -238,14 +241,15 @@ func (p *Publisher) declare(conn *amqp.Connection) error {
 	return p.topo.Declare(ch)
 }
 
-// Publish sends msg to queue through the default exchange as a persistent
+// Publish sends msg to the topology's queue through the default exchange
+// as a persistent
 // message and returns once RabbitMQ confirms it. ctx bounds the whole call:
 // waiting for a free channel and for the confirm. A resource alarm ends it
 // at once with ErrBlocked, even while it waits for the confirm: RabbitMQ
 // announces the block only when a publish reaches the blocked connection,
 // and that publish, and any other already sent, would otherwise wait for
 // the whole deadline.
-func (p *Publisher) Publish(ctx context.Context, queue string, msg amqp.Publishing) error {
+func (p *Publisher) Publish(ctx context.Context, msg amqp.Publishing) error {
 	pool, blockedC := p.current()
 	if pool == nil {
 		return fmt.Errorf("%w: not connected", ErrUnavailable)
@@ -269,7 +273,7 @@ func (p *Publisher) Publish(ctx context.Context, queue string, msg amqp.Publishi
 	case <-blockedC: // blocked while waiting for a channel: send nothing
 		err = ErrBlocked
 	default:
-		err = cc.publish(ctx, blockedC, "", queue, msg)
+		err = cc.publish(ctx, blockedC, "", p.topo.Queue, msg)
 	}
 	if cc.IsClosed() && !pool.conn.IsClosed() {
 		// A channel-level error: rather than run with a shrinking pool,

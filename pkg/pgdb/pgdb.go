@@ -1,6 +1,7 @@
 // Package pgdb opens PostgreSQL through gorm for the services that own a
-// database, waits for it with backoff instead of exiting, runs idempotent
-// schema migrations, and tells a transient outage from a real error.
+// database, waits for it with backoff instead of exiting, applies versioned
+// schema migrations (goose, see Migrate), and tells a transient outage from a
+// real error.
 package pgdb
 
 import (
@@ -31,7 +32,7 @@ type Config struct {
 	Name     string
 	User     string
 	Password string
-	// MaxOpenConns bounds the pool; zero means 10.
+	// MaxOpenConns bounds the pool; zero means 10. Migrate needs two.
 	MaxOpenConns int
 }
 
@@ -113,28 +114,6 @@ func Wait(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
 			return fmt.Errorf("pgdb: wait: %w", err)
 		}
 	}
-}
-
-// Migrate applies statements in one transaction under an advisory lock, so
-// two instances starting together do not race. Every statement must be
-// idempotent (CREATE ... IF NOT EXISTS): the schema is created or brought up
-// to date at every start.
-func Migrate(ctx context.Context, db *gorm.DB, lockKey int64, statements ...string) error {
-	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", lockKey).Error; err != nil {
-			return fmt.Errorf("lock: %w", err)
-		}
-		for i, stmt := range statements {
-			if err := tx.Exec(stmt).Error; err != nil {
-				return fmt.Errorf("statement %d: %w", i+1, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("pgdb: migrate: %w", err)
-	}
-	return nil
 }
 
 // IsUnavailable reports whether err means the database could not be reached

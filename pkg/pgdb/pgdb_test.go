@@ -50,28 +50,6 @@ func TestWaitGivesUpWhenContextEnds(t *testing.T) {
 	}
 }
 
-func TestMigrateIsIdempotentAndAtomic(t *testing.T) {
-	t.Parallel()
-	db := pgtest.Open(t)
-	ctx := context.Background()
-	stmts := []string{`CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY)`}
-	for i := range 2 {
-		if err := pgdb.Migrate(ctx, db, 42, stmts...); err != nil {
-			t.Fatalf("Migrate run %d: %v", i+1, err)
-		}
-	}
-	// A failing statement rolls back the whole migration.
-	err := pgdb.Migrate(ctx, db, 42, `CREATE TABLE u (id int)`, `SELECT broken syntax here`)
-	if err == nil {
-		t.Fatal("Migrate with a bad statement succeeded")
-	}
-	var n int
-	db.Raw(`SELECT count(*) FROM information_schema.tables WHERE table_name = 'u'`).Scan(&n)
-	if n != 0 {
-		t.Fatal("table from a failed migration was committed")
-	}
-}
-
 func TestConfigStringHidesPassword(t *testing.T) {
 	t.Parallel()
 	cfg := pgtest.UnreachableConfig(t)

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"unicode/utf8"
+
+	"moviestream/pkg/errs"
 )
 
 // MaxBodyBytes is the largest request body the services accept (1 MiB).
@@ -21,14 +23,6 @@ var (
 	ErrTooLarge  = errors.New("request body too large")
 	ErrSyntax    = errors.New("malformed JSON")
 )
-
-// FieldError says which JSON field had the wrong type.
-type FieldError struct {
-	Field  string
-	Reason string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
 // RequireJSON reports ErrMediaType unless the request declares a JSON body
 // (application/json or any application/*+json, parameters allowed).
@@ -76,7 +70,7 @@ func DecodeObject(body []byte, dst any) error {
 	if err := dec.Decode(dst); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) && typeErr.Field != "" {
-			return &FieldError{Field: typeErr.Field, Reason: "must be a JSON " + jsonKind(typeErr.Type.Kind().String())}
+			return &errs.FieldError{Field: typeErr.Field, Reason: "must be a JSON " + jsonKind(typeErr.Type.Kind().String())}
 		}
 		return fmt.Errorf("%w: %s", ErrSyntax, describeSyntax(err))
 	}

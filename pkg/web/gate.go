@@ -3,6 +3,8 @@ package web
 import (
 	"net/http"
 	"sync/atomic"
+
+	"moviestream/pkg/errs"
 )
 
 // Gate lets a service listen before its dependencies are ready: until Open
@@ -32,5 +34,5 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Retry-After", "1")
-	WriteError(w, http.StatusServiceUnavailable, ErrorDetail{Code: CodeUnavailable, Message: g.message})
+	WriteError(w, &errs.Error{Code: errs.Unavailable, Message: g.message})
 }

@@ -4,17 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
+	"moviestream/pkg/errs"
 	"moviestream/pkg/web"
 )
 
@@ -75,7 +76,7 @@ func TestDecodeObject(t *testing.T) {
 	for _, tt := range tests {
 		var dst target
 		err := web.DecodeObject([]byte(tt.body), &dst)
-		var fe *web.FieldError
+		var fe *errs.FieldError
 		switch {
 		case tt.wantField != "":
 			if !errors.As(err, &fe) || fe.Field != tt.wantField {
@@ -107,50 +108,12 @@ func TestReadBodyLimit(t *testing.T) {
 func TestWriteErrorShape(t *testing.T) {
 	t.Parallel()
 	w := httptest.NewRecorder()
-	web.WriteError(w, http.StatusNotFound, web.ErrorDetail{Code: web.CodeNotFound, Message: "movie 42 not found"})
+	web.WriteError(w, &errs.Error{Code: errs.NotFound, Message: "movie 42 not found"})
 	if w.Code != http.StatusNotFound || !strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
 		t.Fatalf("status %d, content type %q", w.Code, w.Header().Get("Content-Type"))
 	}
 	if got, want := strings.TrimSpace(w.Body.String()), `{"error":{"code":"not_found","message":"movie 42 not found"}}`; got != want {
 		t.Errorf("body = %s, want %s", got, want)
-	}
-}
-
-func TestEngineRoutingErrorsAreJSON(t *testing.T) {
-	t.Parallel()
-	e, err := web.NewEngine(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.GET("/only-get", web.Health)
-	e.GET("/panics", func(*gin.Context) { panic("boom") })
-	srv := httptest.NewServer(e)
-	defer srv.Close()
-	for path, want := range map[string]struct {
-		method, code string
-		status       int
-	}{
-		"/nope":     {http.MethodGet, web.CodeNotFound, http.StatusNotFound},
-		"/only-get": {http.MethodPost, web.CodeMethodNotAllowed, http.StatusMethodNotAllowed},
-		"/panics":   {http.MethodGet, web.CodeInternal, http.StatusInternalServerError},
-	} {
-		req, _ := http.NewRequest(want.method, srv.URL+path, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var body web.ErrorBody
-		err = json.NewDecoder(resp.Body).Decode(&body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != want.status || body.Error.Code != want.code {
-			t.Errorf("%s %s: status %d code %q (%v), want %d %q", want.method, path, resp.StatusCode, body.Error.Code, err, want.status, want.code)
-		}
-		if resp.Header.Get(web.RequestIDHeader) == "" {
-			t.Errorf("%s %s: no %s header", want.method, path, web.RequestIDHeader)
-		}
-		if strings.Contains(body.Error.Message, "boom") {
-			t.Errorf("panic detail leaked to the client: %q", body.Error.Message)
-		}
 	}
 }
 
@@ -211,11 +174,84 @@ func TestGateAnswers503UntilOpenExceptLiveness(t *testing.T) {
 	}
 	w := serve("/api/movies")
 	var body web.ErrorBody
-	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Code != http.StatusServiceUnavailable || body.Error.Code != web.CodeUnavailable {
-		t.Errorf("closed gate, /api/movies: %d %s, want 503 %s", w.Code, w.Body, web.CodeUnavailable)
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Code != http.StatusServiceUnavailable || body.Error.Code != errs.Unavailable {
+		t.Errorf("closed gate, /api/movies: %d %s, want 503 %s", w.Code, w.Body, errs.Unavailable)
 	}
 	g.Open()
 	if w := serve("/api/movies"); w.Code != http.StatusOK || w.Body.String() != "next" {
 		t.Errorf("open gate: %d %q, want it passed through", w.Code, w.Body)
+	}
+}
+
+// TestStatusTable: every code has its own status, and the shared errors
+// classify the same way in every adapter.
+func TestStatusTable(t *testing.T) {
+	t.Parallel()
+	for code, want := range map[errs.Code]int{
+		errs.InvalidJSON: 400, errs.Validation: 400, errs.InvalidID: 400, errs.InvalidHeader: 400,
+		errs.NotFound: 404, errs.MethodNotAllowed: 405, errs.TooLarge: 413, errs.MediaType: 415,
+		errs.Internal: 500, errs.BadGateway: 502, errs.Unavailable: 503, errs.GatewayTimeout: 504,
+		"no_such_code": 500,
+	} {
+		if got := web.Status(code); got != want {
+			t.Errorf("Status(%s) = %d, want %d", code, got, want)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	errDomain := errors.New("domain thing")
+	domain := func(err error) *errs.Error {
+		if errors.Is(err, errDomain) {
+			return &errs.Error{Code: errs.NotFound, Message: "thing not found"}
+		}
+		return nil
+	}
+	for _, tt := range []struct {
+		err       error
+		code      errs.Code
+		field     string
+		hideCause bool
+	}{
+		{fmt.Errorf("get: %w", errDomain), errs.NotFound, "", false},
+		{fmt.Errorf("decode: %w", &errs.FieldError{Field: "title", Reason: "is required"}), errs.Validation, "title", false},
+		{fmt.Errorf("%w: at byte 3", web.ErrSyntax), errs.InvalidJSON, "", false},
+		{fmt.Errorf("%w: limit", web.ErrTooLarge), errs.TooLarge, "", false},
+		{web.ErrMediaType, errs.MediaType, "", false},
+		{fmt.Errorf("x: %w", &errs.Error{Code: errs.InvalidHeader, Message: "bad", Field: "H"}), errs.InvalidHeader, "H", false},
+		{errors.New("pq: secret detail"), errs.Internal, "", true},
+	} {
+		got := web.Classify(tt.err, domain)
+		if got.Code != tt.code || got.Field != tt.field {
+			t.Errorf("Classify(%v) = %+v, want code %s field %q", tt.err, got, tt.code, tt.field)
+		}
+		if tt.hideCause && strings.Contains(got.Message, "secret") {
+			t.Errorf("Classify(%v) leaks the cause: %q", tt.err, got.Message)
+		}
+	}
+}
+
+func TestHealthMux(t *testing.T) {
+	t.Parallel()
+	var ready atomic.Bool
+	mux := web.HealthMux(func() (bool, any) { return ready.Load(), map[string]bool{"connected": ready.Load()} })
+	get := func(path string) (int, string) {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		return w.Code, strings.TrimSpace(w.Body.String())
+	}
+	if code, body := get("/health"); code != 200 || body != `{"status":"ok"}` {
+		t.Errorf("/health = %d %s", code, body)
+	}
+	if code, body := get("/ready"); code != 503 || body != `{"connected":false}` {
+		t.Errorf("/ready while not ready = %d %s", code, body)
+	}
+	ready.Store(true)
+	if code, body := get("/ready"); code != 200 || body != `{"connected":true}` {
+		t.Errorf("/ready when ready = %d %s", code, body)
+	}
+	if code, _ := get("/metrics-or-anything"); code != 404 {
+		t.Errorf("unknown path = %d, want 404", code)
 	}
 }

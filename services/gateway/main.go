@@ -8,11 +8,12 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"golang.org/x/sync/errgroup"
 
 	"moviestream/pkg/broker"
 	"moviestream/pkg/config"
+	"moviestream/pkg/lifecycle"
 	"moviestream/pkg/web"
 	"moviestream/services/gateway/internal/billingapi"
 	"moviestream/services/gateway/internal/docs"
@@ -21,14 +22,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("service", "gateway")
-	if err := run(ctx, log); err != nil {
-		log.Error("gateway stopped", "err", err)
-		os.Exit(1)
-	}
-	log.Info("gateway stopped cleanly")
+	os.Exit(lifecycle.Run("gateway", run))
 }
 
 func run(ctx context.Context, log *slog.Logger) error {
@@ -42,15 +36,8 @@ func run(ctx context.Context, log *slog.Logger) error {
 	upstreamTimeout := env.Duration("GATEWAY_UPSTREAM_TIMEOUT")
 	publishTimeout := env.Duration("GATEWAY_PUBLISH_TIMEOUT")
 	trusted := env.List("GATEWAY_TRUSTED_PROXIES")
-	brokerCfg := broker.Config{
-		Host:     env.String("RABBITMQ_HOST"),
-		Port:     env.String("RABBITMQ_PORT"),
-		VHost:    env.String("RABBITMQ_VHOST"),
-		User:     env.String("RABBITMQ_USER"),
-		Password: env.String("RABBITMQ_PASSWORD"),
-		Name:     "gateway",
-	}
-	queue := env.String("RABBITMQ_QUEUE")
+	brokerCfg := broker.ConfigFromEnv(&env, "gateway")
+	topology := broker.TopologyFromEnv(&env)
 	if err := env.Err(); err != nil {
 		return err
 	}
@@ -58,19 +45,11 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil || target.Scheme == "" || target.Host == "" {
 		return fmt.Errorf("config: GATEWAY_INVENTORY_URL=%q is not an absolute URL", inventoryURL)
 	}
-	log.Info("starting", "port", port, "inventory", target.String(), "broker", brokerCfg.String(), "queue", queue)
+	log.Info("starting", "port", port, "inventory", target.String(), "broker", brokerCfg.String(), "queue", topology.Queue)
 
 	// Infrastructure: the publisher connects (and reconnects) in the
 	// background; until it is connected, orders get 503 and movies still work.
-	// It outlives the HTTP server so in-flight publishes finish on shutdown.
-	publisher := broker.NewPublisher(brokerCfg, broker.Topology{Queue: queue}, 0, log)
-	pubCtx, stopPublisher := context.WithCancel(context.WithoutCancel(ctx))
-	publisherDone := make(chan error, 1)
-	go func() { publisherDone <- publisher.Run(pubCtx) }()
-	defer func() {
-		stopPublisher()
-		<-publisherDone
-	}()
+	publisher := broker.NewPublisher(brokerCfg, topology, 0, log)
 
 	// Adapters.
 	movies, err := proxy.New(proxy.Config{Target: target, Timeout: upstreamTimeout, TrustedProxies: trusted}, log)
@@ -83,16 +62,22 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	handler, err := httpapi.New(httpapi.Deps{
 		Movies:      movies,
-		PostBilling: billingapi.New(publisher, queue, publishTimeout).Post,
-		Broker:      publisher.Status,
+		PostBilling: billingapi.New(publisher, publishTimeout).Post,
+		Ready:       publisher.Readiness,
 		Docs:        apiDocs,
 	}, log, trusted)
 	if err != nil {
 		return err
 	}
 
-	// Serve until a signal: stop accepting, finish in-flight requests (their
-	// publishes included), then the deferred publisher shutdown closes the
-	// broker connection.
-	return web.ListenAndServe(ctx, web.ServerConfig{Addr: fmt.Sprintf(":%d", port)}, handler, log)
+	// Serve until a signal. The publisher outlives the HTTP server: it stops
+	// only once in-flight requests, their publishes included, are finished.
+	g, gctx := errgroup.WithContext(ctx)
+	pubCtx, stopPublisher := context.WithCancel(context.WithoutCancel(ctx))
+	g.Go(func() error { return publisher.Run(pubCtx) })
+	g.Go(func() error {
+		defer stopPublisher()
+		return web.ListenAndServe(gctx, web.ServerConfig{Addr: fmt.Sprintf(":%d", port)}, handler, log)
+	})
+	return g.Wait()
 }

@@ -4,16 +4,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
 	"moviestream/pkg/config"
+	"moviestream/pkg/lifecycle"
 	"moviestream/pkg/pgdb"
 	"moviestream/pkg/web"
 	"moviestream/services/inventory/internal/httpapi"
@@ -21,14 +19,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("service", "inventory")
-	if err := run(ctx, log); err != nil {
-		log.Error("inventory stopped", "err", err)
-		os.Exit(1)
-	}
-	log.Info("inventory stopped cleanly")
+	os.Exit(lifecycle.Run("inventory", run))
 }
 
 func run(ctx context.Context, log *slog.Logger) error {
@@ -39,13 +30,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	var env config.Reader
 	port := env.Int("INVENTORY_PORT")
 	trusted := env.List("INVENTORY_TRUSTED_PROXIES")
-	dbCfg := pgdb.Config{
-		Host:     env.String("INVENTORY_DB_HOST"),
-		Port:     env.String("INVENTORY_DB_PORT"),
-		Name:     env.String("INVENTORY_DB_NAME"),
-		User:     env.String("INVENTORY_DB_USER"),
-		Password: env.String("INVENTORY_DB_PASSWORD"),
-	}
+	dbCfg := pgdb.ConfigFromEnv(&env, "INVENTORY")
 	if err := env.Err(); err != nil {
 		return err
 	}
@@ -66,7 +51,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	gate := web.NewGate(handler, "/health", "movie storage is unavailable, retry later")
+	gate := web.NewGate(handler, web.HealthPath, "movie storage is unavailable, retry later")
 
 	g, ctx := errgroup.WithContext(ctx)
 	// Serve until a signal; Serve drains in-flight requests before returning.
@@ -76,22 +61,14 @@ func run(ctx context.Context, log *slog.Logger) error {
 	// Wait for the database with backoff instead of exiting, then open.
 	g.Go(func() error {
 		if err := pgdb.Wait(ctx, db, log); err != nil {
-			return shutdownOrErr(ctx, err)
+			return lifecycle.IgnoreStop(ctx, err)
 		}
 		if err := store.Migrate(ctx); err != nil {
-			return shutdownOrErr(ctx, err)
+			return lifecycle.IgnoreStop(ctx, err)
 		}
 		gate.Open()
 		log.Info("database ready, serving the movie API")
 		return nil
 	})
 	return g.Wait()
-}
-
-// shutdownOrErr turns an error caused by the stop signal into a clean exit.
-func shutdownOrErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return nil
-	}
-	return err
 }

@@ -78,6 +78,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 // Status reports whether the consumer is subscribed.
 func (c *Consumer) Status() broker.Status { return c.status.Get() }
 
+// Readiness reports Status for /ready.
+func (c *Consumer) Readiness() (bool, any) { return c.Status().Readiness() }
+
 var errDeliveriesClosed = errors.New("delivery channel closed")
 
 func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {

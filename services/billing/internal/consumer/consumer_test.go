@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -85,43 +86,58 @@ func msg(id, body string) amqp.Publishing {
 
 const valid = `{"user_id":"3","number_of_items":"5","total_amount":"180"}`
 
-func TestMessagesBecomeOrdersAndAreAckedAfterCommit(t *testing.T) {
+// TestMessagesBecomeOneOrderEach: every message is written once, however
+// often its message_id arrives, and acked only then.
+func TestMessagesBecomeOneOrderEach(t *testing.T) {
 	t.Parallel()
-	r := newRig(t)
-	stop := r.start(t, orderdb.New(r.db))
-
-	brokertest.Publish(t, r.cfg, r.topo.Queue,
-		msg("m-1", valid),
-		msg("m-2", `{"user_id":42,"number_of_items":1,"total_amount":0.99}`),
-		msg("", `{"user_id":"by-hand","number_of_items":"2","total_amount":"10.5"}`), // management UI style: no id
-	)
-	testenv.WaitFor(t, 10*time.Second, "3 orders", func() bool { return r.count(t, "true") == 3 })
-	stop()
-
-	// Acked, not just delivered: after the consumer is gone nothing returns.
-	if n := brokertest.Depth(t, r.ch, r.topo.Queue); n != 0 {
-		t.Fatalf("queue holds %d messages after processing, want 0 (unacked?)", n)
+	tests := []struct {
+		name string
+		msgs []amqp.Publishing
+		want map[string]int64 // rows matching each WHERE clause once all are handled
+	}{
+		{
+			name: "acked after commit",
+			msgs: []amqp.Publishing{
+				msg("m-1", valid),
+				msg("m-2", `{"user_id":42,"number_of_items":1,"total_amount":0.99}`),
+				msg("", `{"user_id":"by-hand","number_of_items":"2","total_amount":"10.5"}`), // management UI style: no id
+			},
+			want: map[string]int64{
+				"true": 3,
+				"message_id = 'm-1' AND user_id = '3' AND number_of_items = 5 AND total_amount = 180.00": 1,
+				"message_id IS NULL AND total_amount = 10.50":                                            1,
+			},
+		},
+		{
+			name: "redelivered message id writes one order",
+			msgs: []amqp.Publishing{msg("same", valid), msg("same", valid), msg("other", valid)},
+			want: map[string]int64{"true": 2, "message_id = 'same'": 1, "message_id = 'other'": 1},
+		},
 	}
-	if n := r.count(t, "message_id = 'm-1' AND user_id = '3' AND number_of_items = 5 AND total_amount = 180.00"); n != 1 {
-		t.Errorf("m-1 stored %d times with the expected values, want 1", n)
-	}
-	if n := r.count(t, "message_id IS NULL AND total_amount = 10.50"); n != 1 {
-		t.Errorf("hand-published order stored %d times, want 1", n)
-	}
-}
-
-func TestRedeliveredMessageIDWritesOneOrder(t *testing.T) {
-	t.Parallel()
-	r := newRig(t)
-	stop := r.start(t, orderdb.New(r.db))
-	brokertest.Publish(t, r.cfg, r.topo.Queue, msg("same", valid), msg("same", valid), msg("other", valid))
-	testenv.WaitFor(t, 10*time.Second, "orders written", func() bool { return r.count(t, "message_id = 'other'") == 1 })
-	stop()
-	if n := brokertest.Depth(t, r.ch, r.topo.Queue); n != 0 {
-		t.Fatalf("queue holds %d after stop, want 0: the duplicate must be acked too", n)
-	}
-	if n := r.count(t, "true"); n != 2 {
-		t.Fatalf("orders = %d, want 2 (one per message_id)", n)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t)
+			stop := r.start(t, orderdb.New(r.db))
+			brokertest.Publish(t, r.cfg, r.topo.Queue, tt.msgs...)
+			counts := func() map[string]int64 {
+				got := make(map[string]int64, len(tt.want))
+				for where := range tt.want {
+					got[where] = r.count(t, where)
+				}
+				return got
+			}
+			testenv.WaitFor(t, 10*time.Second, "orders written", func() bool { return maps.Equal(counts(), tt.want) })
+			stop()
+			// Acked, not just delivered: after the consumer is gone nothing
+			// returns, duplicates included.
+			if n := brokertest.Depth(t, r.ch, r.topo.Queue); n != 0 {
+				t.Fatalf("queue holds %d messages after processing, want 0 (unacked?)", n)
+			}
+			if got := counts(); !maps.Equal(got, tt.want) {
+				t.Errorf("rows after stop = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
 

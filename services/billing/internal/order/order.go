@@ -12,17 +12,17 @@ import (
 	"unicode/utf8"
 
 	"moviestream/pkg/billingmsg"
+	"moviestream/pkg/errs"
 )
 
-// Order is one row of the orders table.
+// Order is one row of the orders table: a validated order message and the
+// identity that makes writing it idempotent.
 type Order struct {
 	// MessageID is the AMQP message_id. Orders with the same non-empty
 	// MessageID are one order: a redelivery writes nothing new. A message
 	// published by hand without an id is stored with none.
-	MessageID     string
-	UserID        string
-	NumberOfItems int32
-	TotalAmount   billingmsg.Amount
+	MessageID string
+	billingmsg.Order
 }
 
 // ErrUnavailable is wrapped by stores when the database cannot be reached;
@@ -34,13 +34,13 @@ var ErrUnavailable = errors.New("order storage unavailable")
 func FromMessage(messageID string, body []byte) (Order, error) {
 	// AMQP allows any bytes in message_id; PostgreSQL text does not.
 	if !utf8.ValidString(messageID) || strings.IndexFunc(messageID, unicode.IsControl) >= 0 {
-		return Order{}, &billingmsg.FieldError{Field: "message_id", Reason: "must be printable UTF-8"}
+		return Order{}, errs.Invalid(billingmsg.ErrInvalid, "message_id", "must be printable UTF-8")
 	}
 	m, err := billingmsg.Parse(body)
 	if err != nil {
 		return Order{}, err
 	}
-	return Order{MessageID: messageID, UserID: m.UserID, NumberOfItems: m.NumberOfItems, TotalAmount: m.TotalAmount}, nil
+	return Order{MessageID: messageID, Order: m}, nil
 }
 
 // Store persists orders.

@@ -12,7 +12,7 @@ func TestFromMessage(t *testing.T) {
 	t.Parallel()
 	body := []byte(`{"user_id":"3","number_of_items":"5","total_amount":"180"}`)
 	o, err := order.FromMessage("m-1", body)
-	if err != nil || o != (order.Order{MessageID: "m-1", UserID: "3", NumberOfItems: 5, TotalAmount: 18000}) {
+	if err != nil || o != (order.Order{MessageID: "m-1", Order: billingmsg.Order{UserID: "3", NumberOfItems: 5, TotalAmount: 18000}}) {
 		t.Fatalf("FromMessage = %+v, %v", o, err)
 	}
 	if _, err := order.FromMessage("", body); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"moviestream/pkg/billingmsg"
 	"moviestream/services/billing/internal/order"
 )
 
@@ -19,7 +20,7 @@ func BenchmarkSave(b *testing.B) {
 		orders := make([]order.Order, batch)
 		for i := range orders {
 			seq++
-			orders[i] = order.Order{MessageID: fmt.Sprintf("bench-%d", seq), UserID: "u", NumberOfItems: 1, TotalAmount: 18000}
+			orders[i] = order.Order{MessageID: fmt.Sprintf("bench-%d", seq), Order: billingmsg.Order{UserID: "u", NumberOfItems: 1, TotalAmount: 18000}}
 		}
 		if _, err := s.Save(context.Background(), orders); err != nil {
 			b.Fatal(err)

@@ -1,10 +1,13 @@
 // Package orderdb stores orders in PostgreSQL through gorm and owns the
-// orders table's schema.
+// orders table's schema: versioned SQL files in migrations/, applied at
+// start by Migrate.
 package orderdb
 
 import (
 	"context"
+	"embed"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 
@@ -14,22 +17,14 @@ import (
 	"moviestream/services/billing/internal/order"
 )
 
+// migrationLock keys the advisory lock that serialises migrations.
 const migrationLock int64 = 0x6f7264657273 // "orders"
 
-// schema is idempotent: it runs at every start. total_amount is
-// numeric(12,2) because money is never a float; message_id is UNIQUE so a
-// redelivered message cannot become a second order (NULLs, from messages
-// published by hand without an id, do not collide).
-var schema = []string{
-	`CREATE TABLE IF NOT EXISTS orders (
-		id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-		message_id      text UNIQUE,
-		user_id         text NOT NULL CHECK (char_length(user_id) BETWEEN 1 AND 64),
-		number_of_items integer NOT NULL CHECK (number_of_items >= 1),
-		total_amount    numeric(12,2) NOT NULL CHECK (total_amount >= 0),
-		created_at      timestamptz NOT NULL DEFAULT now()
-	)`,
-}
+// migrations holds the orders table's schema as goose files, applied in
+// order by Migrate; see docs/migrations.md.
+//
+//go:embed migrations/*.sql
+var migrations embed.FS
 
 // Store implements order.Store.
 type Store struct {
@@ -39,9 +34,14 @@ type Store struct {
 // New returns a store over db.
 func New(db *gorm.DB) *Store { return &Store{db: db} }
 
-// Migrate creates the orders table if needed.
+// Migrate applies the migrations the database lacks; instances starting
+// together take turns.
 func (s *Store) Migrate(ctx context.Context) error {
-	if err := pgdb.Migrate(ctx, s.db, migrationLock, schema...); err != nil {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("orderdb: migrate: %w", err)
+	}
+	if err := pgdb.Migrate(ctx, s.db, migrationLock, fsys, nil); err != nil {
 		return fmt.Errorf("orderdb: %w", err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"gorm.io/gorm"
 
 	"moviestream/pkg/billingmsg"
@@ -42,9 +43,9 @@ func TestSaveIsIdempotentOnMessageID(t *testing.T) {
 	s, count := newStore(t)
 	ctx := context.Background()
 	batch := []order.Order{
-		{MessageID: "a", UserID: "u1", NumberOfItems: 1, TotalAmount: 100},
-		{MessageID: "b", UserID: "u2", NumberOfItems: 2, TotalAmount: 18050},
-		{MessageID: "a", UserID: "u1", NumberOfItems: 1, TotalAmount: 100}, // duplicate within the batch
+		{MessageID: "a", Order: billingmsg.Order{UserID: "u1", NumberOfItems: 1, TotalAmount: 100}},
+		{MessageID: "b", Order: billingmsg.Order{UserID: "u2", NumberOfItems: 2, TotalAmount: 18050}},
+		{MessageID: "a", Order: billingmsg.Order{UserID: "u1", NumberOfItems: 1, TotalAmount: 100}}, // duplicate within the batch
 	}
 	n, err := s.Save(ctx, batch)
 	if err != nil || n != 2 {
@@ -63,7 +64,7 @@ func TestSaveIsIdempotentOnMessageID(t *testing.T) {
 func TestSaveWithoutMessageIDKeepsEveryOrder(t *testing.T) {
 	t.Parallel()
 	s, count := newStore(t)
-	o := order.Order{UserID: "hand", NumberOfItems: 1, TotalAmount: 1}
+	o := order.Order{Order: billingmsg.Order{UserID: "hand", NumberOfItems: 1, TotalAmount: 1}}
 	for range 2 {
 		if _, err := s.Save(context.Background(), []order.Order{o}); err != nil {
 			t.Fatal(err)
@@ -79,7 +80,7 @@ func TestMoneyIsExact(t *testing.T) {
 	s, count := newStore(t)
 	var batch []order.Order
 	for i := range 3 { // 0.10 + 0.20 + 9999999999.99 must stay exact
-		batch = append(batch, order.Order{MessageID: string(rune('x' + i)), UserID: "u", NumberOfItems: 1, TotalAmount: []billingmsg.Amount{10, 20, 999_999_999_999}[i]})
+		batch = append(batch, order.Order{MessageID: string(rune('x' + i)), Order: billingmsg.Order{UserID: "u", NumberOfItems: 1, TotalAmount: []billingmsg.Amount{10, 20, 999_999_999_999}[i]}})
 	}
 	if _, err := s.Save(context.Background(), batch); err != nil {
 		t.Fatal(err)
@@ -91,15 +92,19 @@ func TestMoneyIsExact(t *testing.T) {
 
 func TestMigrateTwiceKeepsRows(t *testing.T) {
 	t.Parallel()
-	s, count := newStore(t)
-	if _, err := s.Save(context.Background(), []order.Order{{MessageID: "m", UserID: "u", NumberOfItems: 1, TotalAmount: 1}}); err != nil {
+	s, db, count := newStoreDB(t)
+	if _, err := s.Save(context.Background(), []order.Order{{MessageID: "m", Order: billingmsg.Order{UserID: "u", NumberOfItems: 1, TotalAmount: 1}}}); err != nil {
 		t.Fatal(err)
 	}
+	records := pgtest.VersionTable(t, db)
 	if err := s.Migrate(context.Background()); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
 	if got := count(`SELECT count(*) FROM orders`); got != 1 {
 		t.Fatalf("orders after re-migrate = %d, want 1", got)
+	}
+	if diff := cmp.Diff(records, pgtest.VersionTable(t, db)); diff != "" {
+		t.Errorf("goose_db_version after re-migrate (-first +now):\n%s", diff)
 	}
 }
 
@@ -110,7 +115,7 @@ func TestSaveWhileDatabaseDownIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pgdb.Close(db)
-	_, err = orderdb.New(db).Save(context.Background(), []order.Order{{UserID: "u", NumberOfItems: 1, TotalAmount: 1}})
+	_, err = orderdb.New(db).Save(context.Background(), []order.Order{{Order: billingmsg.Order{UserID: "u", NumberOfItems: 1, TotalAmount: 1}}})
 	if !errors.Is(err, order.ErrUnavailable) {
 		t.Fatalf("Save with database down = %v, want ErrUnavailable", err)
 	}
@@ -122,7 +127,7 @@ func TestSaveKeepsQuotesAndBackslashesLiteral(t *testing.T) {
 	tricky := []string{`a"b`, `c\d`, `{e,f}`, `NULL`, `  g  `, `é "\" ,`}
 	var batch []order.Order
 	for i, u := range tricky {
-		batch = append(batch, order.Order{MessageID: fmt.Sprintf("id,%d\"", i), UserID: u, NumberOfItems: 1, TotalAmount: 1})
+		batch = append(batch, order.Order{MessageID: fmt.Sprintf("id,%d\"", i), Order: billingmsg.Order{UserID: u, NumberOfItems: 1, TotalAmount: 1}})
 	}
 	if n, err := s.Save(context.Background(), batch); err != nil || n != int64(len(tricky)) {
 		t.Fatalf("Save = %d, %v", n, err)

@@ -17,6 +17,8 @@ import (
 
 	"moviestream/pkg/billingmsg"
 	"moviestream/pkg/broker"
+	"moviestream/pkg/errs"
+	"moviestream/pkg/ginweb"
 	"moviestream/pkg/web"
 )
 
@@ -27,22 +29,22 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 // MaxIdempotencyKeyLen bounds the key, which is stored with the order.
 const MaxIdempotencyKeyLen = 255
 
-// Publisher is what the handler needs from the broker.
+// Publisher is what the handler needs from the broker: publishing to
+// billing_queue with a confirm.
 type Publisher interface {
-	Publish(ctx context.Context, queue string, msg amqp.Publishing) error
+	Publish(ctx context.Context, msg amqp.Publishing) error
 }
 
 // Handler serves POST /api/billing.
 type Handler struct {
 	pub     Publisher
-	queue   string
 	timeout time.Duration
 }
 
-// New returns a handler publishing to queue, waiting at most timeout for
+// New returns a handler publishing through pub, waiting at most timeout for
 // the broker's confirm.
-func New(pub Publisher, queue string, timeout time.Duration) *Handler {
-	return &Handler{pub: pub, queue: queue, timeout: timeout}
+func New(pub Publisher, timeout time.Duration) *Handler {
+	return &Handler{pub: pub, timeout: timeout}
 }
 
 type postedResponse struct {
@@ -57,12 +59,12 @@ var errInvalidKey = errors.New("invalid " + IdempotencyKeyHeader + " header")
 func (h *Handler) Post(c *gin.Context) {
 	id, body, err := h.read(c)
 	if err != nil {
-		h.respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
 	defer cancel()
-	err = h.pub.Publish(ctx, h.queue, amqp.Publishing{
+	err = h.pub.Publish(ctx, amqp.Publishing{
 		ContentType: "application/json",
 		MessageId:   id,
 		Timestamp:   time.Now().UTC(),
@@ -70,7 +72,7 @@ func (h *Handler) Post(c *gin.Context) {
 		Body:        body,
 	})
 	if err != nil {
-		h.respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	c.JSON(http.StatusOK, postedResponse{Message: "Message posted", MessageID: id})
@@ -115,34 +117,17 @@ func messageID(key string) (string, error) {
 	return key, nil
 }
 
-// respondError is this adapter's one error mapping.
-func (h *Handler) respondError(c *gin.Context, err error) {
-	var (
-		status = http.StatusInternalServerError
-		detail = web.ErrorDetail{Code: web.CodeInternal, Message: "internal error"}
-		field  *billingmsg.FieldError
-	)
+// classify is this adapter's part of the error table: what only order
+// intake knows. Field rules, decoding and media type errors are shared
+// (web.Classify).
+func classify(err error) *errs.Error {
 	switch {
-	case errors.As(err, &field):
-		status, detail = http.StatusBadRequest, web.ErrorDetail{Code: web.CodeValidation, Message: field.Error(), Field: field.Field}
 	case errors.Is(err, billingmsg.ErrMalformed):
-		status, detail = http.StatusBadRequest, web.ErrorDetail{Code: web.CodeInvalidJSON, Message: err.Error()}
+		return &errs.Error{Code: errs.InvalidJSON, Message: err.Error()}
 	case errors.Is(err, errInvalidKey):
-		status, detail = http.StatusBadRequest, web.ErrorDetail{Code: web.CodeInvalidHeader, Message: err.Error(), Field: IdempotencyKeyHeader}
-	case errors.Is(err, web.ErrTooLarge):
-		status, detail = http.StatusRequestEntityTooLarge, web.ErrorDetail{Code: web.CodeTooLarge, Message: err.Error()}
-	case errors.Is(err, web.ErrMediaType):
-		status, detail = http.StatusUnsupportedMediaType, web.ErrorDetail{Code: web.CodeMediaType, Message: err.Error()}
-	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
-		_ = c.Error(err) // the client left; the outcome is logged, nobody reads it
-		c.Abort()
-		return
+		return &errs.Error{Code: errs.InvalidHeader, Message: err.Error(), Field: IdempotencyKeyHeader}
 	case errors.Is(err, broker.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		status, detail = http.StatusServiceUnavailable, web.ErrorDetail{
-			Code: web.CodeUnavailable, Message: "message broker unavailable; the order was not accepted, retry later",
-		}
+		return &errs.Error{Code: errs.Unavailable, Message: "message broker unavailable; the order was not accepted, retry later"}
 	}
-	_ = c.Error(err)
-	web.WriteError(c.Writer, status, detail)
-	c.Abort()
+	return nil
 }

@@ -23,6 +23,8 @@ import (
 	"moviestream/pkg/billingmsg"
 	"moviestream/pkg/broker"
 	"moviestream/pkg/broker/brokertest"
+	"moviestream/pkg/errs"
+	"moviestream/pkg/ginweb"
 	"moviestream/pkg/testenv"
 	"moviestream/pkg/web"
 	"moviestream/services/gateway/internal/billingapi"
@@ -43,16 +45,15 @@ type fakePublisher struct {
 }
 
 type publishCall struct {
-	queue       string
 	msg         amqp.Publishing
 	hasDeadline bool
 }
 
-func (f *fakePublisher) Publish(ctx context.Context, queue string, msg amqp.Publishing) error {
+func (f *fakePublisher) Publish(ctx context.Context, msg amqp.Publishing) error {
 	_, ok := ctx.Deadline()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, publishCall{queue: queue, msg: msg, hasDeadline: ok})
+	f.calls = append(f.calls, publishCall{msg: msg, hasDeadline: ok})
 	return f.err
 }
 
@@ -65,13 +66,13 @@ func (f *fakePublisher) published() []publishCall {
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // newEngine mounts the handler on the shared engine, as the gateway does.
-func newEngine(t testing.TB, pub billingapi.Publisher, queue string, timeout time.Duration) *gin.Engine {
+func newEngine(t testing.TB, pub billingapi.Publisher, timeout time.Duration) *gin.Engine {
 	t.Helper()
-	e, err := web.NewEngine(discardLog(), nil)
+	e, err := ginweb.NewEngine(discardLog(), nil)
 	if err != nil {
 		t.Fatalf("engine: %v", err)
 	}
-	e.POST("/api/billing", billingapi.New(pub, queue, timeout).Post)
+	e.POST("/api/billing", billingapi.New(pub, timeout).Post)
 	return e
 }
 
@@ -105,6 +106,20 @@ type posted struct {
 }
 
 // decode reads a response body strictly into v.
+// wantUnavailable checks rec is the 503 of a broker that cannot take the
+// order.
+func wantUnavailable(t testing.TB, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status = %d, want 503; body %s", rec.Code, rec.Body)
+	}
+	var got web.ErrorBody
+	decode(t, rec, &got)
+	if got.Error.Code != errs.Unavailable {
+		t.Errorf("code = %q, want %q", got.Error.Code, errs.Unavailable)
+	}
+}
+
 func decode(t testing.TB, rec *httptest.ResponseRecorder, v any) {
 	t.Helper()
 	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
@@ -185,7 +200,7 @@ func TestPostAccepted(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			pub := &fakePublisher{}
-			rec := post(t, newEngine(t, pub, testQueue, publishTimeout), tt.req)
+			rec := post(t, newEngine(t, pub, publishTimeout), tt.req)
 			if rec.Code != http.StatusOK {
 				t.Fatalf("status = %d, want 200; body %s", rec.Code, rec.Body)
 			}
@@ -203,9 +218,6 @@ func TestPostAccepted(t *testing.T) {
 			}
 			if diff := cmp.Diff(wantBody, string(call.msg.Body)); diff != "" {
 				t.Errorf("published body (-want +got):\n%s", diff)
-			}
-			if call.queue != testQueue {
-				t.Errorf("published to %q, want %q", call.queue, testQueue)
 			}
 			if !call.hasDeadline {
 				t.Error("Publish got a context without deadline; the confirm wait is unbounded")
@@ -236,7 +248,7 @@ func TestPostAccepted(t *testing.T) {
 func TestPostGeneratesDistinctIDs(t *testing.T) {
 	t.Parallel()
 	pub := &fakePublisher{}
-	h := newEngine(t, pub, testQueue, publishTimeout)
+	h := newEngine(t, pub, publishTimeout)
 	const n = 50
 	for range n {
 		if rec := post(t, h, request{body: validBody}); rec.Code != http.StatusOK {
@@ -258,9 +270,9 @@ func TestPostGeneratesDistinctIDs(t *testing.T) {
 func TestPostRejected(t *testing.T) {
 	t.Parallel()
 	validation := func(field string) web.ErrorDetail {
-		return web.ErrorDetail{Code: web.CodeValidation, Field: field}
+		return web.ErrorDetail{Code: errs.Validation, Field: field}
 	}
-	invalidJSON := web.ErrorDetail{Code: web.CodeInvalidJSON}
+	invalidJSON := web.ErrorDetail{Code: errs.InvalidJSON}
 	const (
 		user  = billingmsg.FieldUserID
 		items = billingmsg.FieldNumberOfItems
@@ -320,32 +332,32 @@ func TestPostRejected(t *testing.T) {
 		{name: "two objects", req: request{body: validBody + validBody}, status: 400, want: invalidJSON},
 		// Size and media type.
 		{name: "body over 64 KiB", req: request{body: padded(billingmsg.MaxBodyBytes + 1)}, status: 413,
-			want: web.ErrorDetail{Code: web.CodeTooLarge}},
+			want: web.ErrorDetail{Code: errs.TooLarge}},
 		{name: "body of 1 MiB", req: request{body: padded(1 << 20)}, status: 413,
-			want: web.ErrorDetail{Code: web.CodeTooLarge}},
+			want: web.ErrorDetail{Code: errs.TooLarge}},
 		{name: "text/plain", req: request{body: validBody, contentType: "text/plain"}, status: 415,
-			want: web.ErrorDetail{Code: web.CodeMediaType}},
+			want: web.ErrorDetail{Code: errs.MediaType}},
 		{name: "form encoded", req: request{body: validBody, contentType: "application/x-www-form-urlencoded"}, status: 415,
-			want: web.ErrorDetail{Code: web.CodeMediaType}},
+			want: web.ErrorDetail{Code: errs.MediaType}},
 		{name: "no content type", req: request{body: validBody, contentType: "-"}, status: 415,
-			want: web.ErrorDetail{Code: web.CodeMediaType}},
+			want: web.ErrorDetail{Code: errs.MediaType}},
 		{name: "unparsable content type", req: request{body: validBody, contentType: "application/json; charset"}, status: 415,
-			want: web.ErrorDetail{Code: web.CodeMediaType}},
+			want: web.ErrorDetail{Code: errs.MediaType}},
 		// Idempotency-Key.
 		{name: "idempotency key with space", req: request{body: validBody, key: "order 1"}, status: 400,
-			want: web.ErrorDetail{Code: web.CodeInvalidHeader, Field: billingapi.IdempotencyKeyHeader}},
+			want: web.ErrorDetail{Code: errs.InvalidHeader, Field: billingapi.IdempotencyKeyHeader}},
 		{name: "idempotency key of 256 characters", req: request{body: validBody, key: strings.Repeat("k", 256)}, status: 400,
-			want: web.ErrorDetail{Code: web.CodeInvalidHeader, Field: billingapi.IdempotencyKeyHeader}},
+			want: web.ErrorDetail{Code: errs.InvalidHeader, Field: billingapi.IdempotencyKeyHeader}},
 		{name: "idempotency key not ascii", req: request{body: validBody, key: "clé"}, status: 400,
-			want: web.ErrorDetail{Code: web.CodeInvalidHeader, Field: billingapi.IdempotencyKeyHeader}},
+			want: web.ErrorDetail{Code: errs.InvalidHeader, Field: billingapi.IdempotencyKeyHeader}},
 		{name: "idempotency key with tab", req: request{body: validBody, key: "a\tb"}, status: 400,
-			want: web.ErrorDetail{Code: web.CodeInvalidHeader, Field: billingapi.IdempotencyKeyHeader}},
+			want: web.ErrorDetail{Code: errs.InvalidHeader, Field: billingapi.IdempotencyKeyHeader}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			pub := &fakePublisher{}
-			rec := post(t, newEngine(t, pub, testQueue, publishTimeout), tt.req)
+			rec := post(t, newEngine(t, pub, publishTimeout), tt.req)
 			if rec.Code != tt.status {
 				t.Errorf("status = %d, want %d; body %s", rec.Code, tt.status, rec.Body)
 			}
@@ -370,22 +382,22 @@ func TestPostPublishFailure(t *testing.T) {
 		name   string
 		err    error
 		status int
-		code   string
+		code   errs.Code
 	}{
-		{name: "unavailable", err: broker.ErrUnavailable, status: 503, code: web.CodeUnavailable},
-		{name: "unavailable wrapped", err: fmt.Errorf("%w: not connected", broker.ErrUnavailable), status: 503, code: web.CodeUnavailable},
-		{name: "nacked", err: broker.ErrNacked, status: 503, code: web.CodeUnavailable},
-		{name: "unroutable", err: broker.ErrUnroutable, status: 503, code: web.CodeUnavailable},
-		{name: "confirm deadline", err: context.DeadlineExceeded, status: 503, code: web.CodeUnavailable},
+		{name: "unavailable", err: broker.ErrUnavailable, status: 503, code: errs.Unavailable},
+		{name: "unavailable wrapped", err: fmt.Errorf("%w: not connected", broker.ErrUnavailable), status: 503, code: errs.Unavailable},
+		{name: "nacked", err: broker.ErrNacked, status: 503, code: errs.Unavailable},
+		{name: "unroutable", err: broker.ErrUnroutable, status: 503, code: errs.Unavailable},
+		{name: "confirm deadline", err: context.DeadlineExceeded, status: 503, code: errs.Unavailable},
 		{name: "confirm deadline wrapped", err: fmt.Errorf("%w: waiting for confirm: %w", broker.ErrUnavailable, context.DeadlineExceeded),
-			status: 503, code: web.CodeUnavailable},
-		{name: "unexpected error hidden", err: errors.New("amqp: secret internal detail"), status: 500, code: web.CodeInternal},
+			status: 503, code: errs.Unavailable},
+		{name: "unexpected error hidden", err: errors.New("amqp: secret internal detail"), status: 500, code: errs.Internal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			pub := &fakePublisher{err: tt.err}
-			rec := post(t, newEngine(t, pub, testQueue, publishTimeout), request{body: validBody, key: "retry-me"})
+			rec := post(t, newEngine(t, pub, publishTimeout), request{body: validBody, key: "retry-me"})
 			if rec.Code != tt.status {
 				t.Errorf("status = %d, want %d; body %s", rec.Code, tt.status, rec.Body)
 			}
@@ -411,23 +423,23 @@ func TestPostClientGone(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pub := publishFunc(func(context.Context, string, amqp.Publishing) error {
+	pub := publishFunc(func(context.Context, amqp.Publishing) error {
 		cancel() // the client hangs up mid-publish
 		return fmt.Errorf("%w: waiting for confirm: %w", broker.ErrUnavailable, context.Canceled)
 	})
 	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/api/billing", strings.NewReader(validBody))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
-	newEngine(t, pub, testQueue, publishTimeout).ServeHTTP(rec, req)
+	newEngine(t, pub, publishTimeout).ServeHTTP(rec, req)
 	if rec.Code >= 500 || rec.Body.Len() != 0 {
 		t.Errorf("got %d %q for a client that left; want nothing written", rec.Code, rec.Body)
 	}
 }
 
-type publishFunc func(ctx context.Context, queue string, msg amqp.Publishing) error
+type publishFunc func(ctx context.Context, msg amqp.Publishing) error
 
-func (f publishFunc) Publish(ctx context.Context, queue string, msg amqp.Publishing) error {
-	return f(ctx, queue, msg)
+func (f publishFunc) Publish(ctx context.Context, msg amqp.Publishing) error {
+	return f(ctx, msg)
 }
 
 func TestPostRabbitMQ(t *testing.T) {
@@ -449,7 +461,7 @@ func TestPostRabbitMQ(t *testing.T) {
 			topo := brokertest.Topology(t, cfg)
 			pub := brokertest.StartPublisher(t, cfg, topo)
 
-			rec := post(t, newEngine(t, pub, topo.Queue, 5*time.Second), tt.req)
+			rec := post(t, newEngine(t, pub, 5*time.Second), tt.req)
 			if rec.Code != http.StatusOK {
 				t.Fatalf("status = %d, want 200; body %s", rec.Code, rec.Body)
 			}
@@ -488,23 +500,19 @@ func TestPostRabbitMQ(t *testing.T) {
 	}
 }
 
-// TestPostRabbitMQUnroutable: a queue that does not exist must not yield a
-// 200, since nothing would ever consume the order.
+// TestPostRabbitMQUnroutable: a queue deleted under a running gateway must
+// not yield a 200, since nothing would ever consume the order.
 func TestPostRabbitMQUnroutable(t *testing.T) {
 	t.Parallel()
 	cfg := brokertest.Config(t)
 	topo := brokertest.Topology(t, cfg)
 	pub := brokertest.StartPublisher(t, cfg, topo)
+	if _, err := brokertest.Channel(t, cfg).QueueDelete(topo.Queue, false, false, false); err != nil {
+		t.Fatalf("delete the queue: %v", err)
+	}
 
-	rec := post(t, newEngine(t, pub, topo.Queue+".missing", 5*time.Second), request{body: validBody})
-	if rec.Code != http.StatusServiceUnavailable {
-		t.Fatalf("status = %d, want 503; body %s", rec.Code, rec.Body)
-	}
-	var got web.ErrorBody
-	decode(t, rec, &got)
-	if got.Error.Code != web.CodeUnavailable {
-		t.Errorf("code = %q, want %q", got.Error.Code, web.CodeUnavailable)
-	}
+	rec := post(t, newEngine(t, pub, 5*time.Second), request{body: validBody})
+	wantUnavailable(t, rec)
 }
 
 // TestPostBrokerUnreachable needs no broker: the publisher points at a port
@@ -519,7 +527,7 @@ func TestPostBrokerUnreachable(t *testing.T) {
 		t.Fatal("publisher reports connected to a closed port")
 	}
 
-	h := newEngine(t, pub, testQueue, time.Hour)
+	h := newEngine(t, pub, time.Hour)
 	answered := make(chan *httptest.ResponseRecorder, 1)
 	go func() { answered <- post(t, h, request{body: validBody}) }()
 	var rec *httptest.ResponseRecorder
@@ -528,12 +536,5 @@ func TestPostBrokerUnreachable(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("handler did not answer while the broker is unreachable")
 	}
-	if rec.Code != http.StatusServiceUnavailable {
-		t.Fatalf("status = %d, want 503; body %s", rec.Code, rec.Body)
-	}
-	var got web.ErrorBody
-	decode(t, rec, &got)
-	if got.Error.Code != web.CodeUnavailable {
-		t.Errorf("code = %q, want %q", got.Error.Code, web.CodeUnavailable)
-	}
+	wantUnavailable(t, rec)
 }

@@ -25,6 +25,7 @@ import (
 	"path"
 	"time"
 
+	"moviestream/pkg/errs"
 	"moviestream/pkg/web"
 )
 
@@ -118,9 +119,7 @@ func newFile(body []byte, contentType string) file {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f, ok := h.files[r.URL.Path]
 	if !ok {
-		web.WriteError(w, http.StatusNotFound, web.ErrorDetail{
-			Code: web.CodeNotFound, Message: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path),
-		})
+		web.WriteError(w, errs.New(errs.NotFound, "no route for %s %s", r.Method, r.URL.Path))
 		return
 	}
 	hdr := w.Header()

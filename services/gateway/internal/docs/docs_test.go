@@ -14,6 +14,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"moviestream/pkg/broker"
+	"moviestream/pkg/errs"
+	"moviestream/pkg/testenv"
 	"moviestream/pkg/web"
 	"moviestream/services/gateway/internal/docs"
 	"moviestream/services/gateway/internal/httpapi"
@@ -38,15 +40,21 @@ func TestSpecCopyMatchesRoot(t *testing.T) {
 		t.Fatalf("services/gateway/internal/docs/openapi.yaml differs from the root openapi.yaml; " +
 			"run `go generate ./internal/docs` in services/gateway")
 	}
-	w := get(t, newHandler(t), docs.SpecPath, nil)
-	if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), want) {
-		t.Fatalf("GET %s = %d with %d bytes, want 200 and the root document", docs.SpecPath, w.Code, w.Body.Len())
+	w := newServer(t).get(t, docs.SpecPath, nil)
+	if w.Status != http.StatusOK || !bytes.Equal(w.Body, want) {
+		t.Fatalf("GET %s = %d with %d bytes, want 200 and the root document", docs.SpecPath, w.Status, len(w.Body))
 	}
 }
 
-// newHandler routes the docs the way the gateway does, with the other
-// adapters stubbed out.
-func newHandler(t *testing.T) http.Handler {
+// server routes the docs the way the gateway does, with the other adapters
+// stubbed out, behind a client that reports redirects instead of following
+// them and leaves compression alone.
+type server struct {
+	url    string
+	client *http.Client
+}
+
+func newServer(t *testing.T) server {
 	t.Helper()
 	d, err := docs.New()
 	if err != nil {
@@ -55,34 +63,35 @@ func newHandler(t *testing.T) http.Handler {
 	h, err := httpapi.New(httpapi.Deps{
 		Movies:      http.NotFoundHandler(),
 		PostBilling: func(*gin.Context) {},
-		Broker:      func() broker.Status { return broker.Status{Connected: true} },
+		Ready:       broker.Status{Connected: true}.Readiness,
 		Docs:        d,
 	}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatalf("httpapi.New: %v", err)
 	}
-	return h
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	tr := &http.Transport{DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return server{url: srv.URL, client: &http.Client{
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
 }
 
-func get(t *testing.T, h http.Handler, target string, header http.Header) *httptest.ResponseRecorder {
+func (s server) do(t *testing.T, method, target string, header http.Header) testenv.Response {
 	t.Helper()
-	return do(t, h, http.MethodGet, target, header)
+	return testenv.Do(t, s.client, method, s.url+target, nil, header)
 }
 
-func do(t *testing.T, h http.Handler, method, target string, header http.Header) *httptest.ResponseRecorder {
+func (s server) get(t *testing.T, target string, header http.Header) testenv.Response {
 	t.Helper()
-	r := httptest.NewRequest(method, target, nil)
-	for k, v := range header {
-		r.Header[k] = v
-	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	return w
+	return s.do(t, http.MethodGet, target, header)
 }
 
 func TestServesFiles(t *testing.T) {
 	t.Parallel()
-	h := newHandler(t)
+	s := newServer(t)
 	tests := []struct {
 		target      string
 		contentType string
@@ -101,23 +110,23 @@ func TestServesFiles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.target, func(t *testing.T) {
 			t.Parallel()
-			w := get(t, h, tt.target, nil)
-			if w.Code != http.StatusOK {
-				t.Fatalf("status = %d, want 200; body %.200s", w.Code, w.Body)
+			w := s.get(t, tt.target, nil)
+			if w.Status != http.StatusOK {
+				t.Fatalf("status = %d, want 200; body %.200s", w.Status, w.Body)
 			}
-			if ct := w.Header().Get("Content-Type"); ct != tt.contentType {
+			if ct := w.Header.Get("Content-Type"); ct != tt.contentType {
 				t.Errorf("Content-Type = %q, want %q", ct, tt.contentType)
 			}
-			if !strings.Contains(w.Body.String(), tt.contains) {
+			if !strings.Contains(string(w.Body), tt.contains) {
 				t.Errorf("body does not contain %q", tt.contains)
 			}
-			if w.Header().Get("ETag") == "" || w.Header().Get("X-Content-Type-Options") != "nosniff" {
-				t.Errorf("headers = %v, want an ETag and nosniff", w.Header())
+			if w.Header.Get("ETag") == "" || w.Header.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("headers = %v, want an ETag and nosniff", w.Header)
 			}
-			if w.Header().Get(web.RequestIDHeader) == "" {
+			if w.Header.Get(web.RequestIDHeader) == "" {
 				t.Errorf("no %s header", web.RequestIDHeader)
 			}
-			csp := w.Header().Get("Content-Security-Policy")
+			csp := w.Header.Get("Content-Security-Policy")
 			if isHTML := strings.HasPrefix(tt.contentType, "text/html"); isHTML != strings.Contains(csp, "default-src 'self'") {
 				t.Errorf("Content-Security-Policy = %q on %s", csp, tt.contentType)
 			}
@@ -127,46 +136,46 @@ func TestServesFiles(t *testing.T) {
 
 func TestRevalidationGets304(t *testing.T) {
 	t.Parallel()
-	h := newHandler(t)
-	first := get(t, h, "/docs/swagger-ui-bundle.js", nil)
-	etag := first.Header().Get("ETag")
-	if first.Code != http.StatusOK || etag == "" || first.Header().Get("Cache-Control") != "no-cache" {
-		t.Fatalf("first GET = %d, ETag %q, Cache-Control %q", first.Code, etag, first.Header().Get("Cache-Control"))
+	s := newServer(t)
+	first := s.get(t, "/docs/swagger-ui-bundle.js", nil)
+	etag := first.Header.Get("ETag")
+	if first.Status != http.StatusOK || etag == "" || first.Header.Get("Cache-Control") != "no-cache" {
+		t.Fatalf("first GET = %d, ETag %q, Cache-Control %q", first.Status, etag, first.Header.Get("Cache-Control"))
 	}
-	again := get(t, h, "/docs/swagger-ui-bundle.js", http.Header{"If-None-Match": {etag}})
-	if again.Code != http.StatusNotModified || again.Body.Len() != 0 {
-		t.Errorf("GET with If-None-Match = %d with %d bytes, want 304 and no body", again.Code, again.Body.Len())
+	again := s.get(t, "/docs/swagger-ui-bundle.js", http.Header{"If-None-Match": {etag}})
+	if again.Status != http.StatusNotModified || len(again.Body) != 0 {
+		t.Errorf("GET with If-None-Match = %d with %d bytes, want 304 and no body", again.Status, len(again.Body))
 	}
-	if other := get(t, h, "/docs/swagger-ui.css", nil).Header().Get("ETag"); other == etag {
+	if other := s.get(t, "/docs/swagger-ui.css", nil).Header.Get("ETag"); other == etag {
 		t.Errorf("two different files share the ETag %s", etag)
 	}
 }
 
 func TestErrorsAreJSON(t *testing.T) {
 	t.Parallel()
-	h := newHandler(t)
+	s := newServer(t)
 	tests := []struct {
 		method, target string
 		status         int
-		code           string
+		code           errs.Code
 	}{
-		{method: http.MethodGet, target: "/docs/nope.js", status: http.StatusNotFound, code: web.CodeNotFound},
-		{method: http.MethodGet, target: "/docs/assets/index.html", status: http.StatusNotFound, code: web.CodeNotFound},
-		{method: http.MethodGet, target: "/docs/../openapi.yaml", status: http.StatusNotFound, code: web.CodeNotFound},
-		{method: http.MethodGet, target: "/openapi.yml", status: http.StatusNotFound, code: web.CodeNotFound},
-		{method: http.MethodPost, target: "/docs", status: http.StatusMethodNotAllowed, code: web.CodeMethodNotAllowed},
-		{method: http.MethodPut, target: "/openapi.yaml", status: http.StatusMethodNotAllowed, code: web.CodeMethodNotAllowed},
+		{method: http.MethodGet, target: "/docs/nope.js", status: http.StatusNotFound, code: errs.NotFound},
+		{method: http.MethodGet, target: "/docs/assets/index.html", status: http.StatusNotFound, code: errs.NotFound},
+		{method: http.MethodGet, target: "/docs/../openapi.yaml", status: http.StatusNotFound, code: errs.NotFound},
+		{method: http.MethodGet, target: "/openapi.yml", status: http.StatusNotFound, code: errs.NotFound},
+		{method: http.MethodPost, target: "/docs", status: http.StatusMethodNotAllowed, code: errs.MethodNotAllowed},
+		{method: http.MethodPut, target: "/openapi.yaml", status: http.StatusMethodNotAllowed, code: errs.MethodNotAllowed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
 			t.Parallel()
-			w := do(t, h, tt.method, tt.target, nil)
+			w := s.do(t, tt.method, tt.target, nil)
 			var got web.ErrorBody
-			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+			if err := json.Unmarshal(w.Body, &got); err != nil {
 				t.Fatalf("body %q is not the JSON error shape: %v", w.Body, err)
 			}
-			if w.Code != tt.status || got.Error.Code != tt.code {
-				t.Errorf("= %d %q, want %d %q", w.Code, got.Error.Code, tt.status, tt.code)
+			if w.Status != tt.status || got.Error.Code != tt.code {
+				t.Errorf("= %d %q, want %d %q", w.Status, got.Error.Code, tt.status, tt.code)
 			}
 		})
 	}
@@ -177,8 +186,8 @@ func TestErrorsAreJSON(t *testing.T) {
 // by the gateway itself.
 func TestPageLoadsOnlyBundledFiles(t *testing.T) {
 	t.Parallel()
-	h := newHandler(t)
-	page := get(t, h, "/docs", nil).Body.String() + get(t, h, "/docs/init.js", nil).Body.String()
+	s := newServer(t)
+	page := string(s.get(t, "/docs", nil).Body) + string(s.get(t, "/docs/init.js", nil).Body)
 	refs := regexp.MustCompile(`(?:src|href|url)\s*[=:]\s*"([^"]*)"`).FindAllStringSubmatch(page, -1)
 	if len(refs) < 4 {
 		t.Fatalf("found %d references in the page, want the stylesheet, icon, two scripts and the document", len(refs))
@@ -189,8 +198,8 @@ func TestPageLoadsOnlyBundledFiles(t *testing.T) {
 			t.Errorf("%q is not a path on the gateway", ref)
 			continue
 		}
-		if w := get(t, h, ref, nil); w.Code != http.StatusOK {
-			t.Errorf("GET %s = %d, want 200", ref, w.Code)
+		if w := s.get(t, ref, nil); w.Status != http.StatusOK {
+			t.Errorf("GET %s = %d, want 200", ref, w.Status)
 		}
 	}
 	if strings.Contains(page, "http://") || strings.Contains(page, "https://") {

@@ -8,35 +8,28 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"moviestream/pkg/broker"
+	"moviestream/pkg/ginweb"
 	"moviestream/pkg/web"
+	"moviestream/services/gateway/internal/docs"
 )
 
 // Deps are the gateway's adapters, built in main.
 type Deps struct {
 	Movies      http.Handler // the inventory proxy
 	PostBilling gin.HandlerFunc
-	// Broker reports the publisher's connection for /ready.
-	Broker func() broker.Status
-	// Docs serves /openapi.yaml and /docs; nil leaves both unrouted.
+	// Ready reports the publisher's connection for /ready.
+	Ready web.ReadinessFunc
+	// Docs serves docs.SpecPath and docs.UIPath; nil leaves both unrouted.
 	Docs http.Handler
 }
 
 // New returns the gateway's HTTP handler.
 func New(d Deps, log *slog.Logger, trustedProxies []string) (http.Handler, error) {
-	e, err := web.NewEngine(log, trustedProxies)
+	e, err := ginweb.NewEngine(log, trustedProxies)
 	if err != nil {
 		return nil, err
 	}
-	e.GET("/health", web.Health)
-	e.GET("/ready", func(c *gin.Context) {
-		s := d.Broker()
-		status := http.StatusOK
-		if !s.Connected {
-			status = http.StatusServiceUnavailable
-		}
-		c.JSON(status, gin.H{"rabbitmq": s})
-	})
+	e.GET(web.ReadyPath, gin.WrapF(web.Ready(d.Ready)))
 
 	// Everything under /api/movies, any method, goes to inventory as is;
 	// inventory decides what is found or allowed.
@@ -47,10 +40,10 @@ func New(d Deps, log *slog.Logger, trustedProxies []string) (http.Handler, error
 	e.POST("/api/billing", d.PostBilling)
 	e.POST("/api/billing/", d.PostBilling)
 	if d.Docs != nil {
-		docs := gin.WrapH(d.Docs)
-		e.GET("/openapi.yaml", docs)
-		e.GET("/docs", docs)
-		e.GET("/docs/*file", docs)
+		h := gin.WrapH(d.Docs)
+		e.GET(docs.SpecPath, h)
+		e.GET(docs.UIPath, h)
+		e.GET(docs.UIPath+"/*file", h)
 	}
 	return e, nil
 }

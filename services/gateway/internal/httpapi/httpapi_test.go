@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"moviestream/pkg/broker"
+	"moviestream/pkg/errs"
 	"moviestream/pkg/web"
 	"moviestream/services/gateway/internal/httpapi"
 )
@@ -63,7 +64,7 @@ func newHandler(t *testing.T, status broker.Status) (http.Handler, *recorder) {
 			rec.add("billing", c.Request)
 			c.Status(http.StatusAccepted)
 		},
-		Broker: func() broker.Status { return status },
+		Ready: status.Readiness,
 	}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatalf("httpapi.New: %v", err)
@@ -143,18 +144,18 @@ func TestRouteErrors(t *testing.T) {
 		method string
 		target string
 		status int
-		code   string
+		code   errs.Code
 	}{
-		{name: "unknown route", method: http.MethodGet, target: "/nope", status: http.StatusNotFound, code: web.CodeNotFound},
-		{name: "root", method: http.MethodGet, target: "/", status: http.StatusNotFound, code: web.CodeNotFound},
-		{name: "api prefix only", method: http.MethodGet, target: "/api", status: http.StatusNotFound, code: web.CodeNotFound},
-		{name: "movies prefix lookalike", method: http.MethodGet, target: "/api/moviesx", status: http.StatusNotFound, code: web.CodeNotFound},
-		{name: "billing sub-path", method: http.MethodPost, target: "/api/billing/1", status: http.StatusNotFound, code: web.CodeNotFound},
-		{name: "GET billing", method: http.MethodGet, target: "/api/billing", status: http.StatusMethodNotAllowed, code: web.CodeMethodNotAllowed},
-		{name: "GET billing slash", method: http.MethodGet, target: "/api/billing/", status: http.StatusMethodNotAllowed, code: web.CodeMethodNotAllowed},
-		{name: "PUT billing", method: http.MethodPut, target: "/api/billing", status: http.StatusMethodNotAllowed, code: web.CodeMethodNotAllowed},
-		{name: "DELETE billing", method: http.MethodDelete, target: "/api/billing", status: http.StatusMethodNotAllowed, code: web.CodeMethodNotAllowed},
-		{name: "POST health", method: http.MethodPost, target: "/health", status: http.StatusMethodNotAllowed, code: web.CodeMethodNotAllowed},
+		{name: "unknown route", method: http.MethodGet, target: "/nope", status: http.StatusNotFound, code: errs.NotFound},
+		{name: "root", method: http.MethodGet, target: "/", status: http.StatusNotFound, code: errs.NotFound},
+		{name: "api prefix only", method: http.MethodGet, target: "/api", status: http.StatusNotFound, code: errs.NotFound},
+		{name: "movies prefix lookalike", method: http.MethodGet, target: "/api/moviesx", status: http.StatusNotFound, code: errs.NotFound},
+		{name: "billing sub-path", method: http.MethodPost, target: "/api/billing/1", status: http.StatusNotFound, code: errs.NotFound},
+		{name: "GET billing", method: http.MethodGet, target: "/api/billing", status: http.StatusMethodNotAllowed, code: errs.MethodNotAllowed},
+		{name: "GET billing slash", method: http.MethodGet, target: "/api/billing/", status: http.StatusMethodNotAllowed, code: errs.MethodNotAllowed},
+		{name: "PUT billing", method: http.MethodPut, target: "/api/billing", status: http.StatusMethodNotAllowed, code: errs.MethodNotAllowed},
+		{name: "DELETE billing", method: http.MethodDelete, target: "/api/billing", status: http.StatusMethodNotAllowed, code: errs.MethodNotAllowed},
+		{name: "POST health", method: http.MethodPost, target: "/health", status: http.StatusMethodNotAllowed, code: errs.MethodNotAllowed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -249,7 +250,7 @@ func TestNewRejectsBadTrustedProxies(t *testing.T) {
 			_, err := httpapi.New(httpapi.Deps{
 				Movies:      http.NotFoundHandler(),
 				PostBilling: func(*gin.Context) {},
-				Broker:      func() broker.Status { return broker.Status{} },
+				Ready:       broker.Status{}.Readiness,
 			}, slog.New(slog.DiscardHandler), tt.proxies)
 			if (err != nil) != tt.wantErr {
 				t.Errorf("err = %v, want error: %v", err, tt.wantErr)

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"moviestream/pkg/errs"
 	"moviestream/pkg/web"
 )
 
@@ -122,30 +123,31 @@ func isTrusted(nets []netip.Prefix, remoteAddr string) bool {
 	return false
 }
 
-// errorHandler is the proxy's one error mapping: timeout -> 504, any other
-// failure to reach inventory -> 502, client gone -> log only.
+// errorHandler answers a failure to get inventory's response, logged here
+// once: client gone -> log only; otherwise classify's answer.
 func errorHandler(log *slog.Logger) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
 		if id := r.Header.Get(web.RequestIDHeader); id != "" {
 			w.Header().Set(web.RequestIDHeader, id)
 		}
 		attrs := []any{"method", r.Method, "path", r.URL.Path, "request_id", r.Header.Get(web.RequestIDHeader), "err", err.Error()}
-		switch {
-		case r.Context().Err() != nil && errors.Is(err, context.Canceled):
+		if web.ClientGone(r, err) {
 			log.Debug("client went away before inventory answered", attrs...)
 			return
-		case isTimeout(err):
-			log.Warn("inventory timed out", attrs...)
-			web.WriteError(w, http.StatusGatewayTimeout, web.ErrorDetail{
-				Code: web.CodeGatewayTimeout, Message: "inventory service did not answer in time",
-			})
-		default:
-			log.Warn("inventory unreachable", attrs...)
-			web.WriteError(w, http.StatusBadGateway, web.ErrorDetail{
-				Code: web.CodeBadGateway, Message: "inventory service unavailable",
-			})
 		}
+		e := classify(err)
+		log.Warn("inventory did not answer", append(attrs, "code", e.Code)...)
+		web.WriteError(w, e)
 	}
+}
+
+// classify is the proxy's part of the error table: timeout -> 504, any
+// other failure to reach inventory -> 502.
+func classify(err error) *errs.Error {
+	if isTimeout(err) {
+		return &errs.Error{Code: errs.GatewayTimeout, Message: "inventory service did not answer in time"}
+	}
+	return &errs.Error{Code: errs.BadGateway, Message: "inventory service unavailable"}
 }
 
 func isTimeout(err error) bool {

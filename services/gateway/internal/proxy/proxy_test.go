@@ -24,6 +24,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/go-cmp/cmp"
 
+	"moviestream/pkg/errs"
+	"moviestream/pkg/ginweb"
 	"moviestream/pkg/testenv"
 	"moviestream/pkg/web"
 	"moviestream/services/gateway/internal/proxy"
@@ -121,7 +123,7 @@ func newEngineGateway(t testing.TB, target string, timeout time.Duration) *httpt
 	if err != nil {
 		t.Fatalf("parse %q: %v", target, err)
 	}
-	e, err := web.NewEngine(discardLog(), nil)
+	e, err := ginweb.NewEngine(discardLog(), nil)
 	if err != nil {
 		t.Fatalf("engine: %v", err)
 	}
@@ -146,29 +148,6 @@ func newClient(t testing.TB) *http.Client {
 		Timeout:       clientTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-}
-
-func do(t testing.TB, c *http.Client, method, url string, body io.Reader, header http.Header) (*http.Response, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, body)
-	if err != nil {
-		t.Fatalf("new request: %v", err)
-	}
-	for k, vs := range header {
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, url, err)
-	}
-	return resp, b
 }
 
 func TestProxyForwardsRequestUnchanged(t *testing.T) {
@@ -220,9 +199,8 @@ func TestProxyForwardsRequestUnchanged(t *testing.T) {
 			if tt.body != "" {
 				body = strings.NewReader(tt.body)
 			}
-			resp, _ := do(t, newClient(t), tt.method, gw.URL+tt.target, body, header)
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("status = %d, want 200", resp.StatusCode)
+			if r := testenv.Do(t, newClient(t), tt.method, gw.URL+tt.target, body, header); r.Status != http.StatusOK {
+				t.Fatalf("status = %d, want 200", r.Status)
 			}
 			want := []seenRequest{{
 				Method:        tt.method,
@@ -302,13 +280,13 @@ func TestProxyReturnsBackendResponseUnchanged(t *testing.T) {
 			gw := newGateway(t, backend.URL, 5*time.Second)
 			client := newClient(t)
 
-			direct, directBody := do(t, client, http.MethodGet, backend.URL+"/api/movies/42", nil, nil)
-			got, gotBody := do(t, client, http.MethodGet, gw.URL+"/api/movies/42", nil, nil)
+			direct := testenv.Do(t, client, http.MethodGet, backend.URL+"/api/movies/42", nil, nil)
+			got := testenv.Do(t, client, http.MethodGet, gw.URL+"/api/movies/42", nil, nil)
 
-			if got.StatusCode != tt.resp.status {
-				t.Errorf("status = %d, want %d", got.StatusCode, tt.resp.status)
+			if got.Status != tt.resp.status {
+				t.Errorf("status = %d, want %d", got.Status, tt.resp.status)
 			}
-			if diff := cmp.Diff(tt.resp.body, string(gotBody)); diff != "" {
+			if diff := cmp.Diff(tt.resp.body, string(got.Body)); diff != "" {
 				t.Errorf("body (-want +got):\n%s", diff)
 			}
 			for k, want := range tt.resp.header {
@@ -323,8 +301,8 @@ func TestProxyReturnsBackendResponseUnchanged(t *testing.T) {
 			if diff := cmp.Diff(direct.Header, got.Header); diff != "" {
 				t.Errorf("headers differ from a direct request (-direct +gateway):\n%s", diff)
 			}
-			if !bytes.Equal(directBody, gotBody) {
-				t.Errorf("body differs from a direct request: %q vs %q", directBody, gotBody)
+			if !bytes.Equal(direct.Body, got.Body) {
+				t.Errorf("body differs from a direct request: %q vs %q", direct.Body, got.Body)
 			}
 		})
 	}
@@ -349,9 +327,8 @@ func TestProxyDropsClientForwardingHeaders(t *testing.T) {
 			}))
 			gw := newGateway(t, backend.URL, 5*time.Second)
 
-			resp, _ := do(t, newClient(t), http.MethodGet, gw.URL+"/api/movies", nil, tt.header)
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("status = %d, want 200", resp.StatusCode)
+			if r := testenv.Do(t, newClient(t), http.MethodGet, gw.URL+"/api/movies", nil, tt.header); r.Status != http.StatusOK {
+				t.Fatalf("status = %d, want 200", r.Status)
 			}
 			seen := rec.requests()
 			if len(seen) != 1 {
@@ -409,11 +386,11 @@ func TestProxyRequestIDOnce(t *testing.T) {
 			if tt.sent != "" {
 				header.Set(web.RequestIDHeader, tt.sent)
 			}
-			resp, _ := do(t, newClient(t), http.MethodGet, gw.URL+"/api/movies/1", nil, header)
-			if resp.StatusCode != tt.status {
-				t.Fatalf("status = %d, want %d", resp.StatusCode, tt.status)
+			r := testenv.Do(t, newClient(t), http.MethodGet, gw.URL+"/api/movies/1", nil, header)
+			if r.Status != tt.status {
+				t.Fatalf("status = %d, want %d", r.Status, tt.status)
 			}
-			got := resp.Header.Values(web.RequestIDHeader)
+			got := r.Header.Values(web.RequestIDHeader)
 			if len(got) != 1 || got[0] == "" {
 				t.Fatalf("response X-Request-ID = %q, want exactly one non-empty value", got)
 			}
@@ -484,15 +461,15 @@ func TestProxyStreamsLargeBodies(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(m.name+"/"+tt.name, func(t *testing.T) {
 				t.Parallel()
-				resp, body := do(t, newClient(t), tt.method, m.gw.URL+"/api/movies/blob", tt.body(),
+				r := testenv.Do(t, newClient(t), tt.method, m.gw.URL+"/api/movies/blob", tt.body(),
 					http.Header{"Content-Type": {"application/octet-stream"}})
-				if resp.StatusCode != http.StatusOK {
-					t.Fatalf("status = %d, want 200 (body %.200q)", resp.StatusCode, body)
+				if r.Status != http.StatusOK {
+					t.Fatalf("status = %d, want 200 (body %.200q)", r.Status, r.Body)
 				}
-				got := string(body)
+				got := string(r.Body)
 				if tt.method == http.MethodGet {
-					s := sha256.Sum256(body)
-					got = fmt.Sprintf("%d %x", len(body), s)
+					s := sha256.Sum256(r.Body)
+					got = fmt.Sprintf("%d %x", len(r.Body), s)
 				}
 				if want := fmt.Sprintf("%d %s", size, wantSum); got != want {
 					t.Errorf("length and sha256 = %q, want %q", got, want)
@@ -572,27 +549,28 @@ func TestProxyUpstreamFailures(t *testing.T) {
 		body    string
 		timeout time.Duration
 		status  int
-		code    string
+		code    errs.Code
 	}{
 		{name: "dead backend", target: "http://" + "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)), method: http.MethodGet,
-			timeout: 5 * time.Second, status: http.StatusBadGateway, code: web.CodeBadGateway},
+			timeout: 5 * time.Second, status: http.StatusBadGateway, code: errs.BadGateway},
 		{name: "dead backend with body", target: "http://" + "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)), method: http.MethodPost, body: `{"title":"x"}`,
-			timeout: 5 * time.Second, status: http.StatusBadGateway, code: web.CodeBadGateway},
+			timeout: 5 * time.Second, status: http.StatusBadGateway, code: errs.BadGateway},
 		{name: "slow backend", target: slow.URL, method: http.MethodGet,
-			timeout: 200 * time.Millisecond, status: http.StatusGatewayTimeout, code: web.CodeGatewayTimeout},
+			timeout: 200 * time.Millisecond, status: http.StatusGatewayTimeout, code: errs.GatewayTimeout},
 		{name: "slow backend with body", target: slow.URL, method: http.MethodPut, body: `{"title":"x"}`,
-			timeout: 200 * time.Millisecond, status: http.StatusGatewayTimeout, code: web.CodeGatewayTimeout},
+			timeout: 200 * time.Millisecond, status: http.StatusGatewayTimeout, code: errs.GatewayTimeout},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			gw := newGateway(t, tt.target, tt.timeout)
-			resp, body := do(t, newClient(t), tt.method, gw.URL+"/api/movies/1", strings.NewReader(tt.body),
+			r := testenv.Do(t, newClient(t), tt.method, gw.URL+"/api/movies/1", strings.NewReader(tt.body),
 				http.Header{"Content-Type": {"application/json"}})
-			if resp.StatusCode != tt.status {
-				t.Fatalf("status = %d, want %d (body %s)", resp.StatusCode, tt.status, body)
+			body := r.Body
+			if r.Status != tt.status {
+				t.Fatalf("status = %d, want %d (body %s)", r.Status, tt.status, body)
 			}
-			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+			if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 				t.Errorf("Content-Type = %q, want application/json", ct)
 			}
 			var got web.ErrorBody
@@ -723,13 +701,7 @@ func TestProxyKeepsForwardedChainOnlyFromTrustedPeers(t *testing.T) {
 		{"other network trusted: dropped", []string{"10.0.0.0/8"}, []string{"127.0.0.1"}},
 	} {
 		srv := httptest.NewServer(mustProxy(t, proxy.Config{Target: u, Timeout: time.Second, TrustedProxies: tt.trusted}))
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/movies", nil)
-		req.Header.Set("X-Forwarded-For", "203.0.113.7")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("%s: %v", tt.name, err)
-		}
-		resp.Body.Close()
+		testenv.Do(t, nil, http.MethodGet, srv.URL+"/api/movies", nil, http.Header{"X-Forwarded-For": {"203.0.113.7"}})
 		srv.Close()
 		if diff := cmp.Diff(tt.want, <-seen); diff != "" {
 			t.Errorf("%s: X-Forwarded-For at inventory (-want +got):\n%s", tt.name, diff)
@@ -746,12 +718,8 @@ func TestProxyAddsRequestIDWhenUpstreamDoesNot(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent) // echoes no request id
 	}))
 	srv := newEngineGateway(t, backend.URL, time.Second)
-	resp, err := http.Get(srv.URL + "/api/movies")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if ids := resp.Header.Values(web.RequestIDHeader); len(ids) != 1 || ids[0] == "" {
+	r := testenv.Do(t, nil, http.MethodGet, srv.URL+"/api/movies", nil, nil)
+	if ids := r.Header.Values(web.RequestIDHeader); len(ids) != 1 || ids[0] == "" {
 		t.Fatalf("X-Request-ID = %q, want exactly one id", ids)
 	}
 }

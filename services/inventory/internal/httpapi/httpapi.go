@@ -3,7 +3,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"moviestream/pkg/errs"
+	"moviestream/pkg/ginweb"
 	"moviestream/pkg/web"
 	"moviestream/services/inventory/internal/movie"
 )
@@ -37,11 +38,10 @@ type handler struct {
 	store movie.Store
 }
 
-// Routes registers the movie API on e. Every route is registered with and
+// routes registers the movie API on e. Every route is registered with and
 // without a trailing slash so both answer directly, never with a redirect.
-func Routes(e *gin.Engine, store movie.Store) {
+func routes(e *gin.Engine, store movie.Store) {
 	h := handler{store: store}
-	e.GET("/health", web.Health)
 	for _, base := range []string{"/api/movies", "/api/movies/"} {
 		e.GET(base, h.list)
 		e.POST(base, h.create)
@@ -56,23 +56,23 @@ func Routes(e *gin.Engine, store movie.Store) {
 
 // New returns the inventory's HTTP handler.
 func New(store movie.Store, log *slog.Logger, trustedProxies []string) (http.Handler, error) {
-	e, err := web.NewEngine(log, trustedProxies)
+	e, err := ginweb.NewEngine(log, trustedProxies)
 	if err != nil {
 		return nil, err
 	}
-	Routes(e, store)
+	routes(e, store)
 	return e, nil
 }
 
 func (h handler) list(c *gin.Context) {
 	term := c.Query("title")
 	if err := movie.ValidateSearch(term); err != nil {
-		respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	movies, err := h.store.List(c.Request.Context(), term)
 	if err != nil {
-		respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	out := make([]movieResponse, len(movies))
@@ -85,12 +85,12 @@ func (h handler) list(c *gin.Context) {
 func (h handler) get(c *gin.Context) {
 	id, err := parseID(c.Param("id"))
 	if err != nil {
-		respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	m, err := h.store.Get(c.Request.Context(), id)
 	if err != nil {
-		respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	c.JSON(http.StatusOK, toResponse(m))
@@ -99,12 +99,12 @@ func (h handler) get(c *gin.Context) {
 func (h handler) create(c *gin.Context) {
 	title, description, err := readMovie(c)
 	if err != nil {
-		respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	m, err := h.store.Create(c.Request.Context(), title, description)
 	if err != nil {
-		respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	c.Header("Location", fmt.Sprintf("/api/movies/%d", m.ID))
@@ -114,17 +114,17 @@ func (h handler) create(c *gin.Context) {
 func (h handler) update(c *gin.Context) {
 	id, err := parseID(c.Param("id"))
 	if err != nil {
-		respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	title, description, err := readMovie(c)
 	if err != nil {
-		respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	m, err := h.store.Update(c.Request.Context(), id, title, description)
 	if err != nil {
-		respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	c.JSON(http.StatusOK, toResponse(m))
@@ -133,12 +133,12 @@ func (h handler) update(c *gin.Context) {
 func (h handler) delete(c *gin.Context) {
 	id, err := parseID(c.Param("id"))
 	if err != nil {
-		respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	m, err := h.store.Delete(c.Request.Context(), id)
 	if err != nil {
-		respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	c.JSON(http.StatusOK, toResponse(m))
@@ -147,7 +147,7 @@ func (h handler) delete(c *gin.Context) {
 func (h handler) deleteAll(c *gin.Context) {
 	n, err := h.store.DeleteAll(c.Request.Context())
 	if err != nil {
-		respondError(c, err)
+		ginweb.Fail(c, err, classify)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"deleted": n})
@@ -186,42 +186,20 @@ func parseID(s string) (int64, error) {
 	return id, nil
 }
 
-// respondError is the one place that maps errors to HTTP answers. Client
-// mistakes are explained; anything else is "internal error" for the client
-// and the full error for the log.
-func respondError(c *gin.Context, err error) {
-	var (
-		status = http.StatusInternalServerError
-		detail = web.ErrorDetail{Code: web.CodeInternal, Message: "internal error"}
-		field  *movie.FieldError
-		wfield *web.FieldError
-	)
+// classify is the inventory's part of the error table: what only the movie
+// API knows. Field rules, decoding and media type errors are shared
+// (web.Classify); anything else is "internal error" for the client and the
+// full error for the log.
+func classify(err error) *errs.Error {
 	switch {
-	case errors.As(err, &field):
-		status, detail = http.StatusBadRequest, web.ErrorDetail{Code: web.CodeValidation, Message: field.Error(), Field: field.Field}
-	case errors.As(err, &wfield):
-		status, detail = http.StatusBadRequest, web.ErrorDetail{Code: web.CodeValidation, Message: wfield.Error(), Field: wfield.Field}
-	case errors.Is(err, web.ErrSyntax):
-		status, detail = http.StatusBadRequest, web.ErrorDetail{Code: web.CodeInvalidJSON, Message: err.Error()}
 	case errors.Is(err, errInvalidID):
-		status, detail = http.StatusBadRequest, web.ErrorDetail{Code: web.CodeInvalidID, Message: err.Error()}
-	case errors.Is(err, web.ErrTooLarge):
-		status, detail = http.StatusRequestEntityTooLarge, web.ErrorDetail{Code: web.CodeTooLarge, Message: err.Error()}
-	case errors.Is(err, web.ErrMediaType):
-		status, detail = http.StatusUnsupportedMediaType, web.ErrorDetail{Code: web.CodeMediaType, Message: err.Error()}
+		return &errs.Error{Code: errs.InvalidID, Message: err.Error()}
 	case errors.Is(err, movie.ErrNotFound):
-		status, detail = http.StatusNotFound, web.ErrorDetail{Code: web.CodeNotFound, Message: notFoundMessage(err)}
+		return &errs.Error{Code: errs.NotFound, Message: notFoundMessage(err)}
 	case errors.Is(err, movie.ErrUnavailable):
-		status, detail = http.StatusServiceUnavailable, web.ErrorDetail{Code: web.CodeUnavailable, Message: "movie storage is unavailable, retry later"}
-	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
-		// The client went away; nobody reads an answer. Log only.
-		_ = c.Error(err)
-		c.Abort()
-		return
+		return &errs.Error{Code: errs.Unavailable, Message: "movie storage is unavailable, retry later"}
 	}
-	_ = c.Error(err)
-	web.WriteError(c.Writer, status, detail)
-	c.Abort()
+	return nil
 }
 
 func notFoundMessage(err error) string {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"moviestream/pkg/errs"
 )
 
 // Field limits, in characters (not bytes).
@@ -39,16 +41,9 @@ var (
 	ErrUnavailable = errors.New("movie storage unavailable")
 )
 
-// FieldError names the field that broke a rule; it matches ErrInvalid.
-type FieldError struct {
-	Field  string
-	Reason string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
-
-// Is makes errors.Is(err, ErrInvalid) true.
-func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+// invalid returns the error for a field that broke a rule; it matches
+// ErrInvalid.
+func invalid(field, reason string) error { return errs.Invalid(ErrInvalid, field, reason) }
 
 // NotFoundError carries the id that was not found; it matches ErrNotFound.
 type NotFoundError struct{ ID int64 }
@@ -62,14 +57,14 @@ func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 // trimmed of surrounding spaces, description "" when absent.
 func (in Input) Validate() (title, description string, err error) {
 	if in.Title == nil {
-		return "", "", &FieldError{Field: "title", Reason: "is required"}
+		return "", "", invalid("title", "is required")
 	}
 	title = strings.TrimSpace(*in.Title)
 	if err := checkText("title", title, MaxTitleLen); err != nil {
 		return "", "", err
 	}
 	if title == "" {
-		return "", "", &FieldError{Field: "title", Reason: "must not be empty"}
+		return "", "", invalid("title", "must not be empty")
 	}
 	if in.Description != nil {
 		description = *in.Description
@@ -86,9 +81,9 @@ func (in Input) Validate() (title, description string, err error) {
 func ValidateSearch(term string) error {
 	switch {
 	case !utf8.ValidString(term):
-		return &FieldError{Field: "title", Reason: "must be valid UTF-8"}
+		return invalid("title", "must be valid UTF-8")
 	case strings.ContainsRune(term, 0):
-		return &FieldError{Field: "title", Reason: "must not contain NUL characters"}
+		return invalid("title", "must not contain NUL characters")
 	}
 	return nil
 }
@@ -99,13 +94,13 @@ func ValidateSearch(term string) error {
 func checkText(field, s string, maxLen int) error {
 	switch {
 	case !utf8.ValidString(s):
-		return &FieldError{Field: field, Reason: "must be valid UTF-8"}
+		return invalid(field, "must be valid UTF-8")
 	case strings.ContainsRune(s, 0):
-		return &FieldError{Field: field, Reason: "must not contain NUL characters"}
+		return invalid(field, "must not contain NUL characters")
 	case utf8.RuneCountInString(s) > maxLen:
-		return &FieldError{Field: field, Reason: fmt.Sprintf("must be at most %d characters", maxLen)}
+		return invalid(field, fmt.Sprintf("must be at most %d characters", maxLen))
 	case field == "title" && strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return &FieldError{Field: field, Reason: "must not contain control characters"}
+		return invalid(field, "must not contain control characters")
 	}
 	return nil
 }

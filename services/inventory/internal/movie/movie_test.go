@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"moviestream/pkg/errs"
 	"moviestream/services/inventory/internal/movie"
 )
 
@@ -91,9 +92,9 @@ func TestValidate(t *testing.T) {
 			if !errors.Is(err, movie.ErrInvalid) {
 				t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
 			}
-			var fe *movie.FieldError
+			var fe *errs.FieldError
 			if !errors.As(err, &fe) {
-				t.Fatalf("error %v (%T) is not a *movie.FieldError", err, err)
+				t.Fatalf("error %v (%T) is not a *errs.FieldError", err, err)
 			}
 			if fe.Field != tc.wantField {
 				t.Errorf("FieldError.Field = %q, want %q (error %v)", fe.Field, tc.wantField, err)
@@ -131,7 +132,7 @@ func TestErrorsMatchSentinels(t *testing.T) {
 		notWant  []error
 		wantText string
 	}{
-		{name: "field error", err: &movie.FieldError{Field: "title", Reason: "is required"}, want: movie.ErrInvalid,
+		{name: "field error", err: missingTitle(), want: movie.ErrInvalid,
 			notWant: []error{movie.ErrNotFound, movie.ErrUnavailable}, wantText: "title: is required"},
 		{name: "not found error", err: &movie.NotFoundError{ID: 42}, want: movie.ErrNotFound,
 			notWant: []error{movie.ErrInvalid, movie.ErrUnavailable}, wantText: "movie 42 not found"},
@@ -200,7 +201,7 @@ func FuzzValidate(f *testing.F) {
 			if !errors.Is(err, movie.ErrInvalid) {
 				t.Fatalf("Validate(%q, %q) error %v does not match ErrInvalid", title, desc, err)
 			}
-			var fe *movie.FieldError
+			var fe *errs.FieldError
 			if !errors.As(err, &fe) || (fe.Field != "title" && fe.Field != "description") {
 				t.Fatalf("Validate(%q, %q) error %v does not name title or description", title, desc, err)
 			}
@@ -237,4 +238,11 @@ func FuzzValidate(f *testing.F) {
 			t.Fatalf("description %q contains NUL", gotDesc)
 		}
 	})
+}
+
+// missingTitle returns the field error Validate gives for a movie without
+// a title.
+func missingTitle() error {
+	_, _, err := movie.Input{}.Validate()
+	return err
 }

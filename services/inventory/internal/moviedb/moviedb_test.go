@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"gorm.io/gorm"
 
 	"moviestream/pkg/pgdb"
 	"moviestream/pkg/pgdb/pgtest"
@@ -393,8 +394,13 @@ func TestSchemaEnforcesLimits(t *testing.T) {
 
 func TestMigrateIdempotent(t *testing.T) {
 	t.Parallel()
-	s := newStore(t) // first Migrate
+	db := pgtest.Open(t)
+	s := moviedb.New(db)
 	ctx := testContext(t)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("first Migrate: %v", err)
+	}
+	records := pgtest.VersionTable(t, db)
 	m := mustCreate(t, s, "Alien", "kept")
 	for i := range 2 {
 		if err := s.Migrate(ctx); err != nil {
@@ -408,21 +414,27 @@ func TestMigrateIdempotent(t *testing.T) {
 	if diff := cmp.Diff([]movie.Movie{m}, list); diff != "" {
 		t.Errorf("rows after re-migrating (-want +got):\n%s", diff)
 	}
+	if diff := cmp.Diff(records, pgtest.VersionTable(t, db)); diff != "" {
+		t.Errorf("goose_db_version after re-migrating (-first +now):\n%s", diff)
+	}
 }
 
 // TestMigrateConcurrent: instances starting together must not fail on
-// CREATE TABLE races; the advisory lock serialises them.
+// CREATE TABLE races, and each migration is recorded once; the advisory
+// lock serialises them.
 func TestMigrateConcurrent(t *testing.T) {
 	t.Parallel()
 	cfg := pgtest.NewDatabase(t)
 	const instances = 4
 	stores := make([]*moviedb.Store, instances)
+	dbs := make([]*gorm.DB, instances)
 	for i := range stores {
 		db, err := pgdb.Open(cfg)
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}
 		t.Cleanup(func() { _ = pgdb.Close(db) })
+		dbs[i] = db
 		stores[i] = moviedb.New(db)
 	}
 	ctx := testContext(t)
@@ -439,6 +451,9 @@ func TestMigrateConcurrent(t *testing.T) {
 	}
 	if _, err := stores[0].Create(ctx, "works", ""); err != nil {
 		t.Errorf("Create after concurrent Migrate: %v", err)
+	}
+	if diff := cmp.Diff([]int64{0, 1}, pgtest.AppliedVersions(t, dbs[0])); diff != "" {
+		t.Errorf("goose versions (-want +got):\n%s", diff)
 	}
 }
 

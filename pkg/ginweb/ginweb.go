@@ -1,8 +1,10 @@
-package web
+// Package ginweb adapts pkg/web to gin for the services with a gin API, the
+// gateway and inventory: one engine set-up, request ids, one log line per
+// failed request, recovery, and Fail, which answers an error through
+// pkg/web's one status table. Billing does not import it, so it links no gin.
+package ginweb
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,11 +12,10 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-)
 
-// RequestIDHeader carries a request's id from the gateway to inventory and
-// back to the client, so one id finds a request in every service's log.
-const RequestIDHeader = "X-Request-ID"
+	"moviestream/pkg/errs"
+	"moviestream/pkg/web"
+)
 
 // NewEngine returns a gin engine set up the same way in every service: no
 // redirects (a trailing slash is routed explicitly instead), 405 for a known
@@ -28,44 +29,41 @@ func NewEngine(log *slog.Logger, trustedProxies []string) (*gin.Engine, error) {
 	e.RedirectFixedPath = false
 	e.HandleMethodNotAllowed = true
 	if err := e.SetTrustedProxies(trustedProxies); err != nil {
-		return nil, fmt.Errorf("web: trusted proxies: %w", err)
+		return nil, fmt.Errorf("ginweb: trusted proxies: %w", err)
 	}
 	e.Use(requestID(), logFailures(log), recovery(log))
 	e.NoRoute(func(c *gin.Context) {
-		WriteError(c.Writer, http.StatusNotFound, ErrorDetail{
-			Code: CodeNotFound, Message: fmt.Sprintf("no route for %s %s", c.Request.Method, c.Request.URL.Path),
-		})
+		web.WriteError(c.Writer, errs.New(errs.NotFound, "no route for %s %s", c.Request.Method, c.Request.URL.Path))
 	})
 	e.NoMethod(func(c *gin.Context) {
-		WriteError(c.Writer, http.StatusMethodNotAllowed, ErrorDetail{
-			Code: CodeMethodNotAllowed, Message: fmt.Sprintf("method %s not allowed on %s", c.Request.Method, c.Request.URL.Path),
-		})
+		web.WriteError(c.Writer, errs.New(errs.MethodNotAllowed, "method %s not allowed on %s", c.Request.Method, c.Request.URL.Path))
 	})
+	e.GET(web.HealthPath, gin.WrapF(web.Health))
 	return e, nil
 }
 
-// Health answers 200 while the process is up: liveness, not readiness.
-func Health(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+// Fail answers err through pkg/web's one status table, with domain as the
+// adapter's classification of its own errors, and records err for the
+// failure log. A client that went away gets nothing: the error is logged
+// only.
+func Fail(c *gin.Context, err error, domain web.Classifier) {
+	_ = c.Error(err)
+	if !web.ClientGone(c.Request, err) {
+		web.WriteError(c.Writer, web.Classify(err, domain))
+	}
+	c.Abort()
 }
 
 func requestID() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		id := c.GetHeader(RequestIDHeader)
+		id := c.GetHeader(web.RequestIDHeader)
 		if id == "" || len(id) > 128 {
-			id = NewID()
-			c.Request.Header.Set(RequestIDHeader, id)
+			id = web.NewID()
+			c.Request.Header.Set(web.RequestIDHeader, id)
 		}
-		c.Header(RequestIDHeader, id)
+		c.Header(web.RequestIDHeader, id)
 		c.Next()
 	}
-}
-
-// NewID returns a random 128-bit id in hex.
-func NewID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand documents a panic instead)
-	return hex.EncodeToString(b[:])
 }
 
 // logFailures logs each request whose handler recorded an error, once, at
@@ -88,7 +86,7 @@ func logFailures(log *slog.Logger) gin.HandlerFunc {
 		}
 		attrs := []any{
 			"method", c.Request.Method, "path", c.Request.URL.Path, "status", status,
-			"duration_ms", time.Since(start).Milliseconds(), "request_id", c.GetHeader(RequestIDHeader),
+			"duration_ms", time.Since(start).Milliseconds(), "request_id", c.GetHeader(web.RequestIDHeader),
 			"client_ip", c.ClientIP(),
 		}
 		if err := c.Errors.Last(); err != nil {
@@ -111,9 +109,9 @@ func recovery(log *slog.Logger) gin.HandlerFunc {
 				panic(v)
 			}
 			log.Error("panic serving request", "panic", fmt.Sprint(v), "path", c.Request.URL.Path,
-				"request_id", c.GetHeader(RequestIDHeader))
+				"request_id", c.GetHeader(web.RequestIDHeader))
 			if !c.Writer.Written() {
-				WriteError(c.Writer, http.StatusInternalServerError, ErrorDetail{Code: CodeInternal, Message: "internal error"})
+				web.WriteError(c.Writer, &errs.Error{Code: errs.Internal, Message: "internal error"})
 			}
 			c.Abort()
 		}()
