@@ -66,7 +66,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		if err := pgdb.Wait(ctx, db, log); err != nil {
 			return lifecycle.IgnoreStop(ctx, err)
 		}
-		if err := store.Migrate(ctx); err != nil {
+		if err := store.Migrate(ctx, log); err != nil {
 			return lifecycle.IgnoreStop(ctx, err)
 		}
 		return c.Run(ctx)

@@ -3,6 +3,7 @@ package pgtest
 import (
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"gorm.io/gorm"
 )
 
@@ -60,4 +61,39 @@ func AppliedVersions(tb testing.TB, db *gorm.DB) []int64 {
 		tb.Fatalf("read goose_db_version: %v", err)
 	}
 	return v
+}
+
+// CheckUpgrade runs migrate over db, which holds an older schema with rows
+// in it, and fails the test unless the rows (as read by rows) and the whole
+// schema come out unchanged, goose has recorded wantVersions, and a second
+// run records and changes nothing: an in-place upgrade that loses nothing.
+func CheckUpgrade[R any](tb testing.TB, db *gorm.DB, wantVersions []int64, rows func() R, migrate func() error) {
+	tb.Helper()
+	before, schema := rows(), Schema(tb, db)
+	if len(schema) == 0 {
+		tb.Fatal("CheckUpgrade: the database has no schema to upgrade")
+	}
+	if err := migrate(); err != nil {
+		tb.Fatalf("migrate over the older schema: %v", err)
+	}
+	if diff := cmp.Diff(before, rows()); diff != "" {
+		tb.Errorf("rows after the upgrade (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff(schema, Schema(tb, db)); diff != "" {
+		tb.Errorf("schema after the upgrade (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantVersions, AppliedVersions(tb, db)); diff != "" {
+		tb.Errorf("goose versions (-want +got):\n%s", diff)
+	}
+
+	records := VersionTable(tb, db)
+	if err := migrate(); err != nil {
+		tb.Fatalf("second migrate: %v", err)
+	}
+	if diff := cmp.Diff(records, VersionTable(tb, db)); diff != "" {
+		tb.Errorf("goose_db_version after a second migrate (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff(before, rows()); diff != "" {
+		tb.Errorf("rows after a second migrate (-before +after):\n%s", diff)
+	}
 }

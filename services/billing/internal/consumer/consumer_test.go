@@ -44,7 +44,7 @@ func newRig(tb testing.TB) *rig {
 		tb.Fatalf("declare: %v", err)
 	}
 	db := pgtest.Open(tb)
-	if err := orderdb.New(db).Migrate(context.Background()); err != nil {
+	if err := orderdb.New(db).Migrate(context.Background(), nil); err != nil {
 		tb.Fatalf("migrate: %v", err)
 	}
 	return &rig{cfg: cfg, topo: topo, db: db, ch: ch}

@@ -8,6 +8,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"strconv"
 	"strings"
 
@@ -26,6 +27,10 @@ const migrationLock int64 = 0x6f7264657273 // "orders"
 //go:embed migrations/*.sql
 var migrations embed.FS
 
+// migrationFiles is the migrations directory itself (fs.Sub fails only on
+// an invalid name, and "migrations" is a valid one).
+var migrationFiles, _ = fs.Sub(migrations, "migrations")
+
 // Store implements order.Store.
 type Store struct {
 	db *gorm.DB
@@ -34,14 +39,10 @@ type Store struct {
 // New returns a store over db.
 func New(db *gorm.DB) *Store { return &Store{db: db} }
 
-// Migrate applies the migrations the database lacks; instances starting
-// together take turns.
-func (s *Store) Migrate(ctx context.Context) error {
-	fsys, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return fmt.Errorf("orderdb: migrate: %w", err)
-	}
-	if err := pgdb.Migrate(ctx, s.db, migrationLock, fsys, nil); err != nil {
+// Migrate applies the migrations the database lacks, logging each one;
+// instances starting together take turns.
+func (s *Store) Migrate(ctx context.Context, log *slog.Logger) error {
+	if err := pgdb.Migrate(ctx, s.db, migrationLock, migrationFiles, log); err != nil {
 		return fmt.Errorf("orderdb: %w", err)
 	}
 	return nil

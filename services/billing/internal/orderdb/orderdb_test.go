@@ -25,7 +25,7 @@ func newStoreDB(t testing.TB) (*orderdb.Store, *gorm.DB, func(query string) int6
 	t.Helper()
 	db := pgtest.Open(t)
 	s := orderdb.New(db)
-	if err := s.Migrate(context.Background()); err != nil {
+	if err := s.Migrate(context.Background(), nil); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	count := func(query string) int64 {
@@ -97,7 +97,7 @@ func TestMigrateTwiceKeepsRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	records := pgtest.VersionTable(t, db)
-	if err := s.Migrate(context.Background()); err != nil {
+	if err := s.Migrate(context.Background(), nil); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
 	if got := count(`SELECT count(*) FROM orders`); got != 1 {

@@ -79,7 +79,7 @@ func testContext(tb testing.TB) context.Context {
 func newStore(tb testing.TB) *moviedb.Store {
 	tb.Helper()
 	store := moviedb.New(pgtest.Open(tb))
-	if err := store.Migrate(testContext(tb)); err != nil {
+	if err := store.Migrate(testContext(tb), nil); err != nil {
 		tb.Fatalf("Migrate: %v", err)
 	}
 	return store

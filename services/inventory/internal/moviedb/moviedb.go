@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"strings"
 
 	"gorm.io/gorm"
@@ -26,6 +27,10 @@ const migrationLock int64 = 0x6d6f76696573 // "movies"
 //
 //go:embed migrations/*.sql
 var migrations embed.FS
+
+// migrationFiles is the migrations directory itself (fs.Sub fails only on
+// an invalid name, and "migrations" is a valid one).
+var migrationFiles, _ = fs.Sub(migrations, "migrations")
 
 // row is the table's shape; it never leaves this package.
 type row struct {
@@ -48,14 +53,10 @@ type Store struct {
 // New returns a store over db.
 func New(db *gorm.DB) *Store { return &Store{db: db} }
 
-// Migrate applies the migrations the database lacks; instances starting
-// together take turns.
-func (s *Store) Migrate(ctx context.Context) error {
-	fsys, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return fmt.Errorf("moviedb: migrate: %w", err)
-	}
-	if err := pgdb.Migrate(ctx, s.db, migrationLock, fsys, nil); err != nil {
+// Migrate applies the migrations the database lacks, logging each one;
+// instances starting together take turns.
+func (s *Store) Migrate(ctx context.Context, log *slog.Logger) error {
+	if err := pgdb.Migrate(ctx, s.db, migrationLock, migrationFiles, log); err != nil {
 		return fmt.Errorf("moviedb: %w", err)
 	}
 	return nil

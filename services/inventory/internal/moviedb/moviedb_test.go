@@ -32,7 +32,7 @@ func testContext(t *testing.T) context.Context {
 func newStore(t *testing.T) *moviedb.Store {
 	t.Helper()
 	s := moviedb.New(pgtest.Open(t))
-	if err := s.Migrate(testContext(t)); err != nil {
+	if err := s.Migrate(testContext(t), nil); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	return s
@@ -45,6 +45,24 @@ func mustCreate(t *testing.T, s *moviedb.Store, title, description string) movie
 		t.Fatalf("Create(%q): %v", title, err)
 	}
 	return m
+}
+
+func mustGet(t *testing.T, s *moviedb.Store, id int64) movie.Movie {
+	t.Helper()
+	m, err := s.Get(testContext(t), id)
+	if err != nil {
+		t.Fatalf("Get(%d): %v", id, err)
+	}
+	return m
+}
+
+func mustList(t *testing.T, s *moviedb.Store, term string) []movie.Movie {
+	t.Helper()
+	list, err := s.List(testContext(t), term)
+	if err != nil {
+		t.Fatalf("List(%q): %v", term, err)
+	}
+	return list
 }
 
 func TestCreateGet(t *testing.T) {
@@ -93,10 +111,7 @@ func TestListOrderedByID(t *testing.T) {
 	s := newStore(t)
 	ctx := testContext(t)
 
-	got, err := s.List(ctx, "")
-	if err != nil {
-		t.Fatalf("List on empty table: %v", err)
-	}
+	got := mustList(t, s, "")
 	if got == nil || len(got) != 0 {
 		t.Errorf("List on empty table = %#v, want an empty non-nil slice", got)
 	}
@@ -146,19 +161,13 @@ func TestUpdate(t *testing.T) {
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("Update result mismatch (-want +got):\n%s", diff)
 			}
-			stored, err := s.Get(ctx, m.ID)
-			if err != nil {
-				t.Fatalf("Get: %v", err)
-			}
+			stored := mustGet(t, s, m.ID)
 			if diff := cmp.Diff(want, stored); diff != "" {
 				t.Errorf("stored row mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}
-	stored, err := s.Get(ctx, other.ID)
-	if err != nil {
-		t.Fatalf("Get other: %v", err)
-	}
+	stored := mustGet(t, s, other.ID)
 	if diff := cmp.Diff(other, stored); diff != "" {
 		t.Errorf("Update changed another row (-want +got):\n%s", diff)
 	}
@@ -184,10 +193,7 @@ func TestDelete(t *testing.T) {
 	if _, err := s.Delete(ctx, a.ID); !errors.Is(err, movie.ErrNotFound) {
 		t.Errorf("second Delete: err = %v, want ErrNotFound", err)
 	}
-	list, err := s.List(ctx, "")
-	if err != nil {
-		t.Fatalf("List: %v", err)
-	}
+	list := mustList(t, s, "")
 	if diff := cmp.Diff([]movie.Movie{b}, list); diff != "" {
 		t.Errorf("List after Delete (-want +got):\n%s", diff)
 	}
@@ -219,10 +225,7 @@ func TestDeleteAll(t *testing.T) {
 			if n != int64(tc.create) {
 				t.Errorf("DeleteAll = %d, want %d", n, tc.create)
 			}
-			list, err := s.List(ctx, "")
-			if err != nil {
-				t.Fatalf("List: %v", err)
-			}
+			list := mustList(t, s, "")
 			if len(list) != 0 {
 				t.Errorf("List after DeleteAll = %v, want empty", list)
 			}
@@ -288,10 +291,7 @@ func TestNotFound(t *testing.T) {
 		}
 	}
 	// The failed Update and Delete left the existing row alone.
-	got, err := s.Get(ctx, existing.ID)
-	if err != nil {
-		t.Fatalf("Get existing: %v", err)
-	}
+	got := mustGet(t, s, existing.ID)
 	if diff := cmp.Diff(existing, got); diff != "" {
 		t.Errorf("existing row changed (-want +got):\n%s", diff)
 	}
@@ -397,20 +397,17 @@ func TestMigrateIdempotent(t *testing.T) {
 	db := pgtest.Open(t)
 	s := moviedb.New(db)
 	ctx := testContext(t)
-	if err := s.Migrate(ctx); err != nil {
+	if err := s.Migrate(ctx, nil); err != nil {
 		t.Fatalf("first Migrate: %v", err)
 	}
 	records := pgtest.VersionTable(t, db)
 	m := mustCreate(t, s, "Alien", "kept")
 	for i := range 2 {
-		if err := s.Migrate(ctx); err != nil {
+		if err := s.Migrate(ctx, nil); err != nil {
 			t.Fatalf("Migrate again (#%d): %v", i+2, err)
 		}
 	}
-	list, err := s.List(ctx, "")
-	if err != nil {
-		t.Fatalf("List: %v", err)
-	}
+	list := mustList(t, s, "")
 	if diff := cmp.Diff([]movie.Movie{m}, list); diff != "" {
 		t.Errorf("rows after re-migrating (-want +got):\n%s", diff)
 	}
@@ -441,7 +438,7 @@ func TestMigrateConcurrent(t *testing.T) {
 	errs := make([]error, instances)
 	var wg sync.WaitGroup
 	for i, s := range stores {
-		wg.Go(func() { errs[i] = s.Migrate(ctx) })
+		wg.Go(func() { errs[i] = s.Migrate(ctx, nil) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -469,7 +466,7 @@ func TestRestartKeepsData(t *testing.T) {
 		t.Fatalf("open first: %v", err)
 	}
 	first := moviedb.New(db1)
-	if err := first.Migrate(ctx); err != nil {
+	if err := first.Migrate(ctx, nil); err != nil {
 		_ = pgdb.Close(db1)
 		t.Fatalf("first Migrate: %v", err)
 	}
@@ -492,7 +489,7 @@ func TestRestartKeepsData(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = pgdb.Close(db2) })
 	second := moviedb.New(db2)
-	if err := second.Migrate(ctx); err != nil {
+	if err := second.Migrate(ctx, nil); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
 	got, err := second.List(ctx, "")
@@ -550,7 +547,7 @@ func TestUnavailable(t *testing.T) {
 	}
 	t.Run("Migrate", func(t *testing.T) {
 		t.Parallel()
-		if err := s.Migrate(testContext(t)); err == nil {
+		if err := s.Migrate(testContext(t), nil); err == nil {
 			t.Fatal("Migrate succeeded against a closed port")
 		}
 	})
