@@ -51,15 +51,6 @@ func Poll(timeout, interval time.Duration, cond func() bool) bool {
 	}
 }
 
-// WaitFor is testenv.WaitFor.
-//
-// Deprecated: use testenv.WaitFor. This forwarder stays only until e2e/topology,
-// being written at the same time, switches to it.
-func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
-	tb.Helper()
-	return testenv.WaitFor(tb, timeout, what, cond)
-}
-
 // Unavailable stops the test because a tool it needs is missing: a skip on
 // a developer's machine, a failure in CI (CI=true), where nothing skips.
 func Unavailable(tb testing.TB, what string, err error) {

@@ -1,0 +1,369 @@
+//go:build topology
+
+package topology
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"moviestream/e2e/testinfra"
+	"moviestream/pkg/broker"
+	"moviestream/pkg/testenv"
+)
+
+// TestTopology runs every check in order, as the user's walkthrough goes:
+// a failed check fails alone and the next ones still run.
+func TestTopology(t *testing.T) {
+	runID := time.Now().UTC().Format("20060102T150405") + "-" + strconv.Itoa(os.Getpid())
+	walkMovies(t, runID)
+	walkBilling(t, runID)
+	checkPostgresIsolation(t)
+	checkRabbitMQLogins(t)
+	checkConfigFiles(t)
+}
+
+// walkMovies: the gateway answers at its VM address and proxies movie CRUD
+// to inventory-vm.
+func walkMovies(t *testing.T, runID string) {
+	c := cfg
+	check(t, "gateway answers /health at "+c.gatewayIP, func(t *testing.T) {
+		if r := do(t, http.MethodGet, c.gatewayURL+"/health", nil); r.Status != http.StatusOK {
+			t.Fatalf("GET /health = %s", show(r))
+		}
+	})
+	check(t, "gateway is connected to RabbitMQ on billing-vm (/ready)", func(t *testing.T) {
+		req, err := http.NewRequest(http.MethodGet, c.gatewayURL+"/ready", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitFor(t, 30*time.Second, "GET /ready = 200", func() bool {
+			r, err := testenv.Send(client, req)
+			return err == nil && r.Status == http.StatusOK
+		})
+	})
+
+	type movie struct {
+		ID    int64  `json:"id"`
+		Title string `json:"title"`
+	}
+	title := "Topology " + runID
+	moviePath := c.gatewayURL + "/api/movies/0" // until POST gives an id
+	// expectMovie checks the status and, for 200 and 201, the title.
+	expectMovie := func(t *testing.T, r testenv.Response, status int, title string) movie {
+		t.Helper()
+		var m movie
+		if r.Status != status {
+			t.Fatalf("got %s, want %d", show(r), status)
+		}
+		if decode(t, r, &m); m.Title != title {
+			t.Fatalf("title %q, want %q", m.Title, title)
+		}
+		return m
+	}
+	check(t, "POST /api/movies -> 201 with an id", func(t *testing.T) {
+		r := do(t, http.MethodPost, c.gatewayURL+"/api/movies",
+			map[string]string{"title": title, "description": "created through the gateway"})
+		m := expectMovie(t, r, http.StatusCreated, title)
+		if m.ID <= 0 {
+			t.Fatalf("no id in %s", show(r))
+		}
+		moviePath = c.gatewayURL + "/api/movies/" + strconv.FormatInt(m.ID, 10)
+	})
+	check(t, "GET /api/movies/{id} -> 200, same title", func(t *testing.T) {
+		expectMovie(t, do(t, http.MethodGet, moviePath, nil), http.StatusOK, title)
+	})
+	check(t, "PUT /api/movies/{id} -> 200, new title", func(t *testing.T) {
+		r := do(t, http.MethodPut, moviePath, map[string]string{"title": title + " (edited)"})
+		expectMovie(t, r, http.StatusOK, title+" (edited)")
+	})
+	check(t, "GET /api/movies?title= finds it", func(t *testing.T) {
+		r := do(t, http.MethodGet, c.gatewayURL+"/api/movies?title="+url.QueryEscape(runID), nil)
+		var found []movie
+		if r.Status != http.StatusOK {
+			t.Fatalf("got %s", show(r))
+		}
+		if decode(t, r, &found); len(found) != 1 {
+			t.Fatalf("found %d movies, want 1: %s", len(found), show(r))
+		}
+	})
+	check(t, "DELETE /api/movies/{id} -> 200", func(t *testing.T) {
+		if r := do(t, http.MethodDelete, moviePath, nil); r.Status != http.StatusOK {
+			t.Fatalf("got %s", show(r))
+		}
+	})
+	check(t, "GET after DELETE -> 404", func(t *testing.T) {
+		if r := do(t, http.MethodGet, moviePath, nil); r.Status != http.StatusNotFound {
+			t.Fatalf("got %s", show(r))
+		}
+	})
+}
+
+// walkBilling: an order becomes a row in billing's database; with
+// billing_app stopped it waits in the queue; a message published from the
+// management API (as the UI does) is consumed like the gateway's.
+func walkBilling(t *testing.T, runID string) {
+	c := cfg
+	key1, key2 := "topology-"+runID+"-1", "topology-"+runID+"-2"
+	check(t, "POST /api/billing -> 200 Message posted", func(t *testing.T) { postOrder(t, key1) })
+	check(t, "the order becomes one row in billing_db", func(t *testing.T) {
+		waitOrders(t, 30*time.Second, "message_id", key1, "1")
+	})
+	check(t, "each namespace's PM2 runs its own app only", func(t *testing.T) {
+		var got []string
+		for _, ns := range []string{c.gatewayNS, c.inventoryNS, c.billingNS} {
+			got = append(got, onlineApps(t, ns))
+		}
+		if want := "gateway_app inventory_app billing_app"; strings.Join(got, " ") != want {
+			t.Fatalf("online apps per namespace: %q, want %q", got, want)
+		}
+	})
+
+	check(t, "pm2 stop billing_app", func(t *testing.T) { pm2(t, c.billingNS, "stop", "billing_app") })
+	check(t, "billing stopped: POST /api/billing still 200", func(t *testing.T) { postOrder(t, key2) })
+	check(t, "billing stopped: the message waits in "+c.queue, func(t *testing.T) {
+		testenv.WaitFor(t, 30*time.Second, "a message in "+c.queue, func() bool { return queued(t) > 0 })
+	})
+	check(t, "billing stopped: no row yet", func(t *testing.T) {
+		if n := orders(t, "message_id", key2); n != "0" {
+			t.Fatalf("orders for %s: %s, want 0", key2, n)
+		}
+	})
+	check(t, "pm2 start billing_app", func(t *testing.T) { pm2(t, c.billingNS, "start", "billing_app") })
+	check(t, "billing started: the waiting order becomes its row", func(t *testing.T) {
+		waitOrders(t, 60*time.Second, "message_id", key2, "1")
+	})
+
+	uiUser := "ui-" + runID
+	check(t, "management API publish (as the UI does) -> routed", func(t *testing.T) {
+		payload, err := json.Marshal(map[string]string{"user_id": uiUser, "number_of_items": "2", "total_amount": "19.90"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		auth := base64.StdEncoding.EncodeToString([]byte(c.broker.User + ":" + c.broker.Password))
+		r := do(t, http.MethodPost, c.managementURL+"/api/exchanges/"+url.PathEscape(c.broker.VHost)+"/amq.default/publish",
+			map[string]any{
+				"properties":       map[string]any{"delivery_mode": 2, "content_type": "application/json"},
+				"routing_key":      c.queue,
+				"payload":          string(payload),
+				"payload_encoding": "string",
+			}, "Authorization", "Basic "+auth)
+		var out struct {
+			Routed bool `json:"routed"`
+		}
+		if r.Status != http.StatusOK {
+			t.Fatalf("got %s", show(r))
+		}
+		if decode(t, r, &out); !out.Routed {
+			t.Fatalf("not routed: %s", show(r))
+		}
+	})
+	check(t, "the published message becomes a row", func(t *testing.T) {
+		waitOrders(t, 30*time.Second, "user_id", uiUser, "1")
+	})
+}
+
+func postOrder(t *testing.T, key string) {
+	t.Helper()
+	r := do(t, http.MethodPost, cfg.gatewayURL+"/api/billing",
+		map[string]string{"user_id": "topology-user", "number_of_items": "5", "total_amount": "180"},
+		"Idempotency-Key", key)
+	var out struct {
+		Message string `json:"message"`
+	}
+	if r.Status != http.StatusOK {
+		t.Fatalf("POST /api/billing = %s", show(r))
+	}
+	if decode(t, r, &out); out.Message != "Message posted" {
+		t.Fatalf("POST /api/billing = %s, want Message posted", show(r))
+	}
+}
+
+// orders counts billing's rows whose column equals value, as the billing
+// role over TCP on billing-vm's loopback.
+func orders(t *testing.T, column, value string) string {
+	t.Helper()
+	p := probe{PG: &cfg.billingDB, Query: "SELECT count(*) FROM orders WHERE " + column + " = ?", Args: []any{value}}
+	return p.from(t, cfg.billingNS)
+}
+
+func waitOrders(t *testing.T, timeout time.Duration, column, value, want string) {
+	t.Helper()
+	last := ""
+	if !testinfra.Poll(timeout, 250*time.Millisecond, func() bool {
+		last = orders(t, column, value)
+		return last == want
+	}) {
+		t.Fatalf("orders with %s %s: %s after %s, want %s", column, value, last, timeout, want)
+	}
+}
+
+// queued is the number of ready messages in the queue (a passive declare,
+// as the application user from the host); -1 when the broker cannot tell.
+func queued(t *testing.T) int {
+	t.Helper()
+	conn, err := amqp.DialConfig(cfg.broker.URL(), amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
+	if err != nil {
+		t.Logf("connect %s: %v", cfg.broker, err)
+		return -1
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Logf("channel: %v", err)
+		return -1
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(cfg.queue, true, false, false, false, nil)
+	if err != nil {
+		t.Logf("queue %s: %v", cfg.queue, err)
+		return -1
+	}
+	return q.Messages
+}
+
+// onlineApps lists the apps online in the PM2 of namespace ns, sorted and
+// comma-separated.
+func onlineApps(t *testing.T, ns string) string {
+	t.Helper()
+	var apps []struct {
+		Name   string `json:"name"`
+		PM2Env struct {
+			Status string `json:"status"`
+		} `json:"pm2_env"`
+	}
+	out := pm2(t, ns, "jlist")
+	if err := json.Unmarshal(out, &apps); err != nil {
+		t.Fatalf("pm2 jlist in %s: %v: %s", ns, err, out)
+	}
+	var online []string
+	for _, a := range apps {
+		if a.PM2Env.Status == "online" {
+			online = append(online, a.Name)
+		}
+	}
+	slices.Sort(online)
+	return strings.Join(online, ",")
+}
+
+// checkPostgresIsolation: each PostgreSQL listens on its own VM's loopback
+// only, so a TCP connection from anywhere else is refused (not merely
+// rejected by a password check).
+func checkPostgresIsolation(t *testing.T) {
+	c := cfg
+	check(t, "inventory's PostgreSQL answers on its localhost (control)", func(t *testing.T) {
+		if v := (probe{PG: &c.inventoryDB, Query: "SELECT 1"}).from(t, c.inventoryNS); v != "1" {
+			t.Fatalf("SELECT 1 in %s: %s", c.inventoryNS, v)
+		}
+	})
+	refused := func(from, addr, port string) func(t *testing.T) {
+		return func(t *testing.T) {
+			db := c.inventoryDB
+			db.Host, db.Port = addr, port
+			ns := from
+			if from == "host" {
+				ns = ""
+			}
+			if v := (probe{PG: &db, Query: "SELECT 1"}).from(t, ns); v != "refused" {
+				t.Fatalf("from %s to %s:%s: %s, want refused", from, addr, port, v)
+			}
+		}
+	}
+	for _, target := range []struct{ owner, addr, port string }{
+		{c.inventoryNS, c.inventoryIP, c.inventoryDB.Port},
+		{c.billingNS, c.billingIP, c.billingDB.Port},
+	} {
+		for _, from := range []string{c.gatewayNS, "host", target.owner} {
+			check(t, fmt.Sprintf("%s's PostgreSQL refuses %s at %s:%s", target.owner, from, target.addr, target.port),
+				refused(from, target.addr, target.port))
+		}
+	}
+	check(t, c.inventoryNS+" cannot reach billing's PostgreSQL", refused(c.inventoryNS, c.billingIP, c.billingDB.Port))
+}
+
+// checkRabbitMQLogins: guest keeps RabbitMQ's loopback-only rule. The
+// script set its password on the private node, so the control login proves
+// that the refusal comes from that rule and not from a wrong password.
+func checkRabbitMQLogins(t *testing.T) {
+	c := cfg
+	guest := c.broker
+	guest.User, guest.Password, guest.VHost = "guest", c.guestPassword, "/"
+	login := func(ns, host string, as broker.Config, want string) func(t *testing.T) {
+		return func(t *testing.T) {
+			b := as
+			b.Host = host
+			if v := (probe{AMQP: &b}).from(t, ns); v != want {
+				t.Fatalf("%s from %s to %s: %s, want %s", b.User, ns, host, v, want)
+			}
+		}
+	}
+	check(t, "guest logs in on billing-vm's loopback (control)", login(c.billingNS, "127.0.0.1", guest, "accepted"))
+	check(t, "guest cannot log in from gateway-vm", login(c.gatewayNS, c.billingIP, guest, "refused"))
+	check(t, "the broker logs: guest can only connect via localhost", func(t *testing.T) {
+		testenv.WaitFor(t, 10*time.Second, "the refusal in the broker's log", func() bool {
+			return logsContain(filepath.Join(c.rabbitLogDir, "*.log"), "user 'guest' can only connect via localhost")
+		})
+	})
+	check(t, c.broker.User+" logs in from gateway-vm", login(c.gatewayNS, c.billingIP, c.broker, "accepted"))
+}
+
+func logsContain(pattern, s string) bool {
+	files, _ := filepath.Glob(pattern)
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && bytes.Contains(b, []byte(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkConfigFiles: the override files the roles wrote hold addresses only,
+// and no .env secret reached them or a PM2 dump.
+func checkConfigFiles(t *testing.T) {
+	c := cfg
+	check(t, "gateway-vm's override file points at the other VMs", func(t *testing.T) {
+		path := filepath.Join(c.hostEnvDir, c.gatewayNS, "gateway.env")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "RABBITMQ_HOST=" + c.billingIP
+		for sc := bufio.NewScanner(bytes.NewReader(b)); sc.Scan(); {
+			if sc.Text() == want {
+				return
+			}
+		}
+		t.Fatalf("%s has no line %s:\n%s", path, want, b)
+	})
+	check(t, "no .env secret in the override files or PM2 dumps", func(t *testing.T) {
+		overrides, _ := filepath.Glob(filepath.Join(c.hostEnvDir, "*", "*.env"))
+		dumps, _ := filepath.Glob(filepath.Join(c.pm2Dir, "*", "dump.pm2"))
+		if len(overrides) == 0 || len(dumps) == 0 {
+			t.Fatalf("nothing to inspect: override files %q, PM2 dumps %q", overrides, dumps)
+		}
+		for _, f := range append(overrides, dumps...) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for key, secret := range c.secrets {
+				if bytes.Contains(b, []byte(secret)) {
+					t.Errorf("%s contains the value of %s", f, key)
+				}
+			}
+		}
+	})
+}
