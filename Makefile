@@ -1,9 +1,10 @@
 # Makefile: entry points to build, test and run moviestream.
 #   make up / make down   whole system on this machine (scripts/up.sh, down.sh)
 #   make build            bin/gateway, bin/inventory, bin/billing
-#   make test             test-setup, fmt-check, vet, shellcheck, vagrant-validate,
-#                         unit, fuzz, test-fault, e2e, openapi-lint, newman, docs-test,
-#                         test-topology
+#   make test             test-setup, fmt-check, vet, shellcheck, promtool,
+#                         vagrant-validate, unit, fuzz, test-fault, e2e, openapi-lint,
+#                         newman, docs-test, test-topology
+#   make promtool         check and unit-test the alert rules (deploy/prometheus/)
 #   make fuzz             each fuzz target for FUZZTIME (5s); crashers stay in testdata/
 #   make test-fault       fault tests on private PostgreSQL/RabbitMQ (e2e/fault)
 #   make openapi-lint     lint openapi.yaml with Redocly CLI (npm)
@@ -13,6 +14,8 @@
 #   make vagrant-validate  check the Vagrantfile (installs Debian's vagrant if missing)
 #   make test-topology    the three-VM topology in network namespaces (root)
 #   make bench            benchmarks of every module
+#   make dlq-list         billing's dead letters grouped by reason (docs/dlq.md)
+#   make dlq-replay       move dead letters back: REASON=, ID=, MAX=, DRY_RUN=1
 # go.work makes the repository root a workspace, not a module: `go test ./...`
 # at the root matches nothing, so the Go targets loop over MODULES.
 
@@ -38,6 +41,7 @@ export ENV_FILE ?= $(CURDIR)/.env
 .PHONY: up down build test test-setup fmt-check vet shellcheck unit e2e bench
 .PHONY: fuzz test-fault
 .PHONY: vagrant-validate test-topology
+.PHONY: promtool
 .PHONY: openapi-lint newman docs-test e2e-all
 
 up:
@@ -53,7 +57,7 @@ build:
 	  $(GO) build -o bin/$$s ./services/$$s; \
 	done
 
-test: test-setup fmt-check vet shellcheck vagrant-validate unit fuzz test-fault e2e openapi-lint newman docs-test test-topology
+test: test-setup fmt-check vet shellcheck promtool vagrant-validate unit fuzz test-fault e2e openapi-lint newman docs-test test-topology
 
 test-setup:
 	bash scripts/test-setup.sh
@@ -80,6 +84,13 @@ vet:
 shellcheck:
 	@command -v shellcheck >/dev/null || bash -c '. scripts/lib.sh && apt_install shellcheck'
 	shellcheck -x scripts/*.sh .ci/run
+
+# Alert rules: syntax, then their unit tests with synthetic series. promtool
+# comes with Debian's prometheus package.
+promtool:
+	@command -v promtool >/dev/null || bash -c '. scripts/lib.sh && apt_install prometheus'
+	promtool check rules deploy/prometheus/alerts.yml
+	cd deploy/prometheus && promtool test rules alerts_test.yml
 
 vagrant-validate:
 	bash scripts/vagrant-validate.sh
@@ -142,3 +153,22 @@ docs-test:
 	cd e2e && $(GO) test -count=1 -tags docs ./apidocs/
 
 e2e-all: e2e newman docs-test
+
+# Dead-letter queue (docs/dlq.md): `make dlq-list` groups billing_queue.dlq
+# by reason and leaves it as it is; `make dlq-replay` moves messages back to
+# billing_queue, filtered by REASON (substring), ID (comma-separated
+# message ids), MAX; DRY_RUN=1 only prints what would move. The variables
+# reach the recipe through the environment, so quotes in a reason are safe.
+.PHONY: dlq-list dlq-replay
+
+dlq-list:
+	$(GO) run ./services/billing/cmd/dlq list
+
+dlq-replay:
+	@args=(replay); \
+	if [ -n "$${REASON:-}" ]; then args+=(-reason "$$REASON"); fi; \
+	if [ -n "$${ID:-}" ]; then args+=(-id "$$ID"); fi; \
+	if [ -n "$${MAX:-}" ]; then args+=(-max "$$MAX"); fi; \
+	if [ -n "$${DRY_RUN:-}" ] && [ "$$DRY_RUN" != 0 ]; then args+=(-dry-run); fi; \
+	echo "$(GO) run ./services/billing/cmd/dlq $${args[*]}"; \
+	$(GO) run ./services/billing/cmd/dlq "$${args[@]}"

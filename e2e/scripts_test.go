@@ -3,12 +3,18 @@
 package e2e
 
 import (
+	"bytes"
 	"errors"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"moviestream/pkg/config"
 )
 
 // The README promises that `make up` is idempotent and that a failed step
@@ -86,5 +92,122 @@ func TestMakeUpTwice(t *testing.T) {
 	}
 	if got := do(t, "GET", path, "", nil); got.Status != 200 {
 		t.Fatalf("movie created before the second make up: %d %s", got.Status, got.Body)
+	}
+}
+
+// loadEnv writes content to a temp .env, runs `load_env` of scripts/lib.sh
+// on it in a bash with only PATH, HOME, the Go settings and extra in its
+// environment, and returns the exit code, stderr, and the exported
+// environment of a child of that bash (so only exported values count).
+func loadEnv(t *testing.T, content string, extra ...string) (code int, stderr string, exported map[string]string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "test.env")
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command("bash", "-c", `set -euo pipefail; . scripts/lib.sh; load_env; env -0`)
+	c.Dir = repoRoot
+	c.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "ENV_FILE=" + file}
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "GO") { // same build cache and toolchain as this test
+			c.Env = append(c.Env, kv)
+		}
+	}
+	c.Env = append(c.Env, extra...)
+	var out, errOut bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errOut
+	err := c.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		t.Fatalf("bash: %v", err)
+	}
+	exported = map[string]string{}
+	for _, kv := range strings.Split(out.String(), "\x00") {
+		if key, value, ok := strings.Cut(kv, "="); ok {
+			exported[key] = value
+		}
+	}
+	return code, errOut.String(), exported
+}
+
+// TestLoadEnvReadsLikeTheServices: scripts get from .env exactly what the
+// services get (godotenv's rules, through config.ReadFile), tricky values
+// included; nothing in a value is executed; the real environment wins,
+// except for a name inherited from a parent script that read it from .env.
+func TestLoadEnvReadsLikeTheServices(t *testing.T) {
+	tricky, err := os.ReadFile(filepath.Join(repoRoot, "pkg/config/testdata/tricky.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pwned := t.TempDir()
+	content := string(tricky) + "\n" +
+		"PWN_BACKTICK=`touch " + pwned + "/backtick`\n" +
+		"PWN_SUBST=$(touch " + pwned + "/subst)\n" +
+		"PWN_DQ=\"$(touch " + pwned + "/dq) `touch " + pwned + "/dq-backtick`\"\n" +
+		"PWN_SEMICOLON=x; touch " + pwned + "/semicolon\n" +
+		"REAL_WINS=from file\n" +
+		"INHERITED=from file\n"
+	code, stderr, got := loadEnv(t, content,
+		"REAL_WINS=from the real environment",
+		"INHERITED=stale value of the parent script",
+		"MOVIESTREAM_DOTENV_KEYS=INHERITED")
+	if code != 0 {
+		t.Fatalf("load_env failed (exit %d):\n%s", code, stderr)
+	}
+
+	file := filepath.Join(t.TempDir(), "same.env")
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want, err := config.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want["REAL_WINS"] = "from the real environment"
+	for key, value := range want {
+		if g, ok := got[key]; !ok || g != value {
+			t.Errorf("%s = %q (exported %t), want %q as the services read it", key, g, ok, value)
+		}
+	}
+
+	entries, err := os.ReadDir(pwned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("a value of .env was executed: it created %s", e.Name())
+	}
+
+	var fromFile []string
+	for key := range want {
+		if key != "REAL_WINS" {
+			fromFile = append(fromFile, key)
+		}
+	}
+	slices.Sort(fromFile)
+	if got, want := got["MOVIESTREAM_DOTENV_KEYS"], strings.Join(fromFile, " "); got != want {
+		t.Errorf("MOVIESTREAM_DOTENV_KEYS = %q, want %q (every key read from the file, REAL_WINS excluded)", got, want)
+	}
+}
+
+// TestLoadEnvStopsOnAFileTheServicesWouldRefuse: a .env godotenv cannot
+// parse stops the script with a message naming the file, before anything
+// is exported.
+func TestLoadEnvStopsOnAFileTheServicesWouldRefuse(t *testing.T) {
+	code, stderr, got := loadEnv(t, "FIRST=1\nBROKEN=\"no closing quote\n")
+	if code == 0 {
+		t.Fatalf("load_env accepted an unterminated quote; exported FIRST=%q", got["FIRST"])
+	}
+	for _, want := range []string{"unterminated quoted value", "test.env", "error: cannot read"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("message lacks %q:\n%s", want, stderr)
+		}
+	}
+	if _, ok := got["FIRST"]; ok {
+		t.Error("FIRST was exported although the file is refused")
 	}
 }

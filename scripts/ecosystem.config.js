@@ -1,5 +1,6 @@
 // scripts/ecosystem.config.js: how PM2 runs the three moviestream services
-// (used by scripts/deploy-app.sh and scripts/down.sh).
+// (used by scripts/deploy-app.sh and scripts/down.sh), and Prometheus where
+// scripts/provision-prometheus.sh set it up (prometheus_app, at the end).
 // Why: one description of each process. The binaries run from the repository
 // root so they find .env; configuration is never copied here: each service
 // reads the file named by ENV_FILE, and a variable set in its process
@@ -71,6 +72,44 @@ const app = (service) => ({
   env: { ...hostEnv(service), ENV_FILE: envFile },
 });
 
+// Prometheus (scripts/provision-prometheus.sh), on the host that runs it:
+// Debian's /usr/bin/prometheus as the package's `prometheus` user (setpriv
+// execs it, so PM2's signals reach Prometheus itself). Its command line is
+// generated from .env into its state directory (prometheus.args, one
+// argument a line), so this file still reads no configuration; without that
+// file (a host without Prometheus) there is no prometheus_app. The state
+// directory follows the script's rule: MOVIESTREAM_PROMETHEUS_DIR, else
+// <MOVIESTREAM_HOST_DIR>/prometheus when that is set, else
+// /var/lib/moviestream/prometheus.
+const promDir = process.env.MOVIESTREAM_PROMETHEUS_DIR
+  ? path.resolve(process.env.MOVIESTREAM_PROMETHEUS_DIR)
+  : process.env.MOVIESTREAM_HOST_DIR
+    ? path.join(hostDir, 'prometheus')
+    : '/var/lib/moviestream/prometheus';
+
+const prometheusApps = () => {
+  let text;
+  try {
+    text = fs.readFileSync(path.join(promDir, 'prometheus.args'), 'utf8');
+  } catch (err) {
+    if (err.code === 'ENOENT') return [];
+    throw err;
+  }
+  const args = text.split(/\r?\n/).filter((line) => line !== '');
+  return [{
+    name: 'prometheus_app',
+    script: '/usr/bin/setpriv',
+    args: ['--reuid=prometheus', '--regid=prometheus', '--init-groups', '--', '/usr/bin/prometheus', ...args],
+    interpreter: 'none',
+    exec_mode: 'fork',
+    instances: 1,
+    cwd: promDir,
+    autorestart: true,
+    exp_backoff_restart_delay: 100,
+    kill_timeout: 30000,
+  }];
+};
+
 module.exports = {
-  apps: ['gateway', 'inventory', 'billing'].map(app),
+  apps: [...['gateway', 'inventory', 'billing'].map(app), ...prometheusApps()],
 };

@@ -70,38 +70,38 @@ require_env() {
 # when set), except those already set in the real environment, which win.
 # The names taken from the file are kept in MOVIESTREAM_DOTENV_KEYS (exported,
 # so child scripts know them too) for pm2_run, which keeps them out of PM2.
+#
+# The file is never sourced: it is parsed by the services' own parser
+# (godotenv, through pkg/config/cmd/dotenv), so quotes, $, backslashes and
+# backticks read the same in scripts and services, and nothing in a value
+# is ever run (a backtick in a password would otherwise run as root). The
+# command hands over NUL-terminated KEY=VALUE records that are assigned with
+# export, evaluating nothing. It needs Go (provision-common.sh installs it);
+# `go run` keeps the built command in Go's build cache (about 0.1 s a call).
 # Local names are prefixed to avoid clashing with names defined in the file.
 load_env() {
   local _le_file=${ENV_FILE:-$REPO_ROOT/.env}
   [[ -r $_le_file ]] || die "env file $_le_file not found or not readable"
+  command -v go >/dev/null ||
+    die "go not found: load_env reads $_le_file with the services' parser (pkg/config/cmd/dotenv); run scripts/provision-common.sh first"
 
-  local -a _le_names
-  mapfile -t _le_names < <(
-    sed -nE 's/^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=.*/\2/p' "$_le_file"
+  local -a _le_records
+  mapfile -t -d '' _le_records < <(
+    cd -- "$REPO_ROOT/pkg" && go run -buildvcs=false ./config/cmd/dotenv "$_le_file"
   )
+  wait "$!" || die "cannot read $_le_file (the message above names the problem)"
 
   # A name inherited from a parent script that itself read it from the file
   # is not "real environment": read it again from the file.
-  local _le_inherited=" ${MOVIESTREAM_DOTENV_KEYS:-} " _le_name
-  local -A _le_real=()
-  for _le_name in "${_le_names[@]}"; do
-    if [[ -v $_le_name && $_le_inherited != *" $_le_name "* ]]; then
-      _le_real[$_le_name]=${!_le_name}
-    fi
-  done
-
-  set -a
-  # shellcheck disable=SC1090 # the file is chosen at run time
-  . "$_le_file"
-  set +a
-
+  local _le_inherited=" ${MOVIESTREAM_DOTENV_KEYS:-} " _le_record _le_name
   local -a _le_from_file=()
-  for _le_name in "${_le_names[@]}"; do
-    if [[ -v _le_real[$_le_name] ]]; then
-      export "$_le_name=${_le_real[$_le_name]}"
-    else
-      _le_from_file+=("$_le_name")
+  for _le_record in "${_le_records[@]}"; do
+    _le_name=${_le_record%%=*}
+    if [[ -v $_le_name && $_le_inherited != *" $_le_name "* ]]; then
+      continue
     fi
+    export "$_le_name=${_le_record#*=}"
+    _le_from_file+=("$_le_name")
   done
   MOVIESTREAM_DOTENV_KEYS="${_le_from_file[*]}"
   export MOVIESTREAM_DOTENV_KEYS

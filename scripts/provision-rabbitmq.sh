@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/provision-rabbitmq.sh: install RabbitMQ if missing, start it if
-# stopped, enable the management plugin, and create or update, from .env,
+# stopped, enable the management plugin and the rabbitmq_prometheus plugin
+# (on 127.0.0.1:RABBITMQ_PROMETHEUS_PORT), and create or update, from .env,
 # the vhost RABBITMQ_VHOST and the user RABBITMQ_USER / RABBITMQ_PASSWORD
 # (tag "management", configure/write/read ".*" on that vhost only).
 # Why: the services and the broker tests connect as this user; .env stays the
@@ -28,6 +29,32 @@ if quiet rabbitmq-plugins is_enabled rabbitmq_management; then
   log "plugin rabbitmq_management already enabled"
 else
   rabbitmq-plugins enable rabbitmq_management
+fi
+
+# Metrics for Prometheus (scripts/provision-prometheus.sh): the
+# rabbitmq_prometheus plugin on 127.0.0.1:RABBITMQ_PROMETHEUS_PORT only. The
+# conf.d file keeps the listener across node restarts; the running node gets
+# the same setting before the plugin (re)starts, which never restarts the node.
+require_env RABBITMQ_PROMETHEUS_PORT
+[[ $RABBITMQ_PROMETHEUS_PORT =~ ^[0-9]+$ ]] || die "RABBITMQ_PROMETHEUS_PORT=$RABBITMQ_PROMETHEUS_PORT: not a port number"
+prom_conf=/etc/rabbitmq/conf.d/90-moviestream-prometheus.conf
+prom_want=$(printf '# Written by scripts/provision-rabbitmq.sh from .env.\nprometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = %s\n' "$RABBITMQ_PROMETHEUS_PORT")
+if [[ $(cat -- "$prom_conf" 2>/dev/null) != "$prom_want" ]]; then
+  mkdir -p -- "${prom_conf%/*}"
+  printf '%s\n' "$prom_want" >"$prom_conf"
+  log "wrote $prom_conf"
+fi
+prom_listener=$(rabbitmqctl -q eval 'application:get_env(rabbitmq_prometheus, tcp_config).' 2>/dev/null | tr -d ' \n') || prom_listener=
+if quiet rabbitmq-plugins is_enabled rabbitmq_prometheus &&
+  [[ $prom_listener == *"{port,$RABBITMQ_PROMETHEUS_PORT}"* && $prom_listener == *'{ip,"127.0.0.1"}'* ]]; then
+  log "plugin rabbitmq_prometheus already enabled on 127.0.0.1:$RABBITMQ_PROMETHEUS_PORT"
+else
+  if quiet rabbitmq-plugins is_enabled rabbitmq_prometheus; then
+    log "plugin rabbitmq_prometheus listens elsewhere (${prom_listener:-default}): restarting the plugin"
+    rabbitmq-plugins disable rabbitmq_prometheus
+  fi
+  rabbitmqctl -q eval "application:set_env(rabbitmq_prometheus, tcp_config, [{port, $RABBITMQ_PROMETHEUS_PORT}, {ip, \"127.0.0.1\"}])." >/dev/null
+  rabbitmq-plugins enable rabbitmq_prometheus
 fi
 
 vhosts=$(rabbitmqctl -s list_vhosts name)
@@ -72,4 +99,6 @@ management_ok() {
 }
 wait_for 60 management_ok ||
   die "management API on port ${RABBITMQ_MANAGEMENT_PORT:-15672} does not accept user $RABBITMQ_USER"
-log "vhost $RABBITMQ_VHOST and user $RABBITMQ_USER ready; management API answers"
+prom_url="http://127.0.0.1:$RABBITMQ_PROMETHEUS_PORT/metrics"
+wait_for 30 http_ok "$prom_url" || die "rabbitmq_prometheus does not answer at $prom_url"
+log "vhost $RABBITMQ_VHOST and user $RABBITMQ_USER ready; management API and $prom_url answer"

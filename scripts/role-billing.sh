@@ -3,7 +3,8 @@
 # PostgreSQL (loopback only, scram) with the billing role owning
 # BILLING_DB_NAME, RabbitMQ with the management plugin, RABBITMQ_VHOST and
 # the application user (guest stays loopback-only), then billing_app in
-# root's PM2, healthy on BILLING_HEALTH_PORT.
+# root's PM2, healthy on BILLING_HEALTH_PORT; then Prometheus next to the
+# broker (provision-prometheus.sh), scraping every role.
 # Billing reaches its database and broker on this host, so it needs no
 # address override. With one role per host (MOVIESTREAM_TOPOLOGY=vms:
 # billing-vm) the script also checks that the broker accepts connections on
@@ -17,10 +18,11 @@ here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 . "$here/lib.sh"
 
 require_root
+# Go first: load_env reads .env with the services' parser, a Go command.
+bash "$here/provision-common.sh"
 load_env
 mode=$(topology)
 
-bash "$here/provision-common.sh"
 bash "$here/provision-postgres.sh" billing
 bash "$here/provision-rabbitmq.sh"
 
@@ -34,3 +36,4 @@ write_host_env billing
 
 bash "$here/deploy-app.sh" billing
 bash "$here/wait-healthy.sh" 60 billing
+bash "$here/provision-prometheus.sh"

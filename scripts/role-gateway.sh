@@ -4,6 +4,7 @@
 # With one role per host (MOVIESTREAM_TOPOLOGY=vms: gateway-vm) the gateway
 # finds inventory at http://INVENTORY_VM_IP:INVENTORY_PORT and RabbitMQ at
 # BILLING_VM_IP: this host overrides GATEWAY_INVENTORY_URL and RABBITMQ_HOST
+# (and puts GATEWAY_ADMIN_ADDR on GATEWAY_VM_IP for Prometheus on billing-vm)
 # (scripts/lib.sh write_host_env); on one host .env applies as it is. At the
 # end it reports, without failing, whether inventory and RabbitMQ are
 # reachable: their hosts may simply not be up yet.
@@ -16,17 +17,20 @@ here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 . "$here/lib.sh"
 
 require_root
+# Go first: load_env reads .env with the services' parser, a Go command.
+bash "$here/provision-common.sh"
 load_env
 mode=$(topology)
 require_env GATEWAY_PORT GATEWAY_INVENTORY_URL
 
-bash "$here/provision-common.sh"
-
 inventory_url=$GATEWAY_INVENTORY_URL
 if [[ $mode == vms ]]; then
-  require_env INVENTORY_VM_IP INVENTORY_PORT BILLING_VM_IP
+  require_env INVENTORY_VM_IP INVENTORY_PORT BILLING_VM_IP GATEWAY_VM_IP GATEWAY_ADMIN_ADDR
   inventory_url="http://$INVENTORY_VM_IP:$INVENTORY_PORT"
-  write_host_env gateway "GATEWAY_INVENTORY_URL=$inventory_url" "RABBITMQ_HOST=$BILLING_VM_IP"
+  # The admin listener (/metrics) on the private address, where Prometheus
+  # on billing-vm scrapes it.
+  write_host_env gateway "GATEWAY_INVENTORY_URL=$inventory_url" "RABBITMQ_HOST=$BILLING_VM_IP" \
+    "GATEWAY_ADMIN_ADDR=$GATEWAY_VM_IP:${GATEWAY_ADMIN_ADDR##*:}"
 else
   write_host_env gateway
 fi

@@ -5,7 +5,8 @@
 # INVENTORY_PORT.
 # With one role per host (MOVIESTREAM_TOPOLOGY=vms: inventory-vm), only the
 # gateway at GATEWAY_VM_IP may set X-Forwarded-For, so this host overrides
-# INVENTORY_TRUSTED_PROXIES (scripts/lib.sh write_host_env); on one host
+# INVENTORY_TRUSTED_PROXIES (scripts/lib.sh write_host_env), and puts
+# INVENTORY_ADMIN_ADDR on INVENTORY_VM_IP for Prometheus on billing-vm; on one host
 # .env applies as it is.
 # Why: one script per role, run by Vagrant on inventory-vm and by up.sh on
 # one machine, so both take the same code path. Running it again
@@ -16,15 +17,19 @@ here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 . "$here/lib.sh"
 
 require_root
+# Go first: load_env reads .env with the services' parser, a Go command.
+bash "$here/provision-common.sh"
 load_env
 mode=$(topology)
 
-bash "$here/provision-common.sh"
 bash "$here/provision-postgres.sh" inventory
 
 if [[ $mode == vms ]]; then
-  require_env GATEWAY_VM_IP
-  write_host_env inventory "INVENTORY_TRUSTED_PROXIES=$GATEWAY_VM_IP"
+  require_env GATEWAY_VM_IP INVENTORY_VM_IP INVENTORY_ADMIN_ADDR
+  # The admin listener (/metrics) on the private address, where Prometheus
+  # on billing-vm scrapes it.
+  write_host_env inventory "INVENTORY_TRUSTED_PROXIES=$GATEWAY_VM_IP" \
+    "INVENTORY_ADMIN_ADDR=$INVENTORY_VM_IP:${INVENTORY_ADMIN_ADDR##*:}"
 else
   write_host_env inventory
 fi

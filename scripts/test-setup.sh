@@ -19,3 +19,5 @@ bash "$here/provision-rabbitmq.sh"
 # docs-test, the /docs page in headless mode). vagrant-validate.sh and
 # test-topology.sh install their own, so each target also runs alone.
 apt_install shellcheck chromium
+# promtool (make promtool) comes with Debian's prometheus package.
+apt_install prometheus

@@ -1,6 +1,10 @@
 package broker
 
-import "moviestream/pkg/config"
+import (
+	"strconv"
+
+	"moviestream/pkg/config"
+)
 
 // ConfigFromEnv reads the broker's location and credentials from the
 // RABBITMQ_* variables; name is the connection name the management UI
@@ -8,7 +12,7 @@ import "moviestream/pkg/config"
 func ConfigFromEnv(env *config.Reader, name string) Config {
 	return Config{
 		Host:     env.String("RABBITMQ_HOST"),
-		Port:     env.String("RABBITMQ_PORT"),
+		Port:     strconv.Itoa(env.Port("RABBITMQ_PORT")),
 		VHost:    env.String("RABBITMQ_VHOST"),
 		User:     env.String("RABBITMQ_USER"),
 		Password: env.String("RABBITMQ_PASSWORD"),

@@ -35,10 +35,38 @@ func Load() error {
 			return nil
 		}
 	}
-	if err := godotenv.Load(path); err != nil {
-		return fmt.Errorf("config: load %s: %w", path, err)
+	values, err := ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for key, value := range values {
+		if _, set := os.LookupEnv(key); set {
+			continue
+		}
+		if err := os.Setenv(key, value); err != nil {
+			return fmt.Errorf("config: load %s: %s: %w", path, key, err)
+		}
 	}
 	return nil
+}
+
+// ReadFile parses a .env file with godotenv's rules and returns its
+// variables without touching the environment. It is the only .env parser of
+// the repository: Load uses it for the services, and the dotenv command
+// (cmd/dotenv) uses it for scripts/lib.sh, so a value never reads one way in
+// a service and another way in a script. The rules, in short: "export " and
+// blanks around the key are dropped; 'single quotes' keep everything as
+// written; "double quotes" turn \n into a newline, drop other backslashes
+// and expand ${VAR}; an unquoted value ends at " #", loses its surrounding
+// blanks, and expands $VAR and ${VAR}. Expansion sees only the variables
+// defined above it in the same file, never the process environment, and
+// nothing is ever executed: `cmd` and $(cmd) stay text.
+func ReadFile(path string) (map[string]string, error) {
+	values, err := godotenv.Read(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	return values, nil
 }
 
 // FindEnvFile returns the nearest .env in the working directory or one of its
@@ -100,6 +128,27 @@ func (r *Reader) Int(key string) int {
 	return n
 }
 
+// IntRange returns a required integer between lo and hi inclusive. Use it
+// wherever a value out of range would be silently misread further down (an
+// AMQP prefetch count is 16 bits: 65536 wraps to 0, "unlimited").
+func (r *Reader) IntRange(key string, lo, hi int) int {
+	v := r.String(key)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		r.bad = append(r.bad, fmt.Sprintf("%s=%q is not an integer in %d..%d", key, v, lo, hi))
+		return 0
+	}
+	return n
+}
+
+// Port returns a required TCP port number, 1..65535.
+func (r *Reader) Port(key string) int {
+	return r.IntRange(key, 1, 65535)
+}
+
 // Duration returns a required positive duration such as "5s" or "250ms".
 func (r *Reader) Duration(key string) time.Duration {
 	v := r.String(key)
@@ -112,6 +161,13 @@ func (r *Reader) Duration(key string) time.Duration {
 		return 0
 	}
 	return d
+}
+
+// Invalid records a problem that no single getter can see, such as one
+// setting larger than another; Err reports it with the others. Name the
+// keys and their values in the message.
+func (r *Reader) Invalid(format string, args ...any) {
+	r.bad = append(r.bad, fmt.Sprintf(format, args...))
 }
 
 // List returns a comma-separated optional variable as its non-empty items.

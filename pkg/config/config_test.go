@@ -144,3 +144,61 @@ func TestNoSecretOutsideEnvFile(t *testing.T) {
 		t.Fatal("no tracked files checked")
 	}
 }
+
+func TestReaderIntRange(t *testing.T) {
+	tests := []struct {
+		name, value string
+		read        func(*config.Reader, string) int
+		want        int
+		wantErr     string // "" when the value is accepted
+	}{
+		{"in range", "2000", prefetch, 2000, ""},
+		{"lowest", "1", prefetch, 1, ""},
+		{"highest", "65535", prefetch, 65535, ""},
+		{"above the AMQP limit", "70000", prefetch, 0, `CFG_TEST_RANGE="70000" is not an integer in 1..65535`},
+		{"zero", "0", prefetch, 0, `CFG_TEST_RANGE="0" is not an integer in 1..65535`},
+		{"negative", "-5", prefetch, 0, `CFG_TEST_RANGE="-5" is not an integer in 1..65535`},
+		{"not a number", "2k", prefetch, 0, `CFG_TEST_RANGE="2k" is not an integer in 1..65535`},
+		{"port", "8080", (*config.Reader).Port, 8080, ""},
+		{"port zero", "0", (*config.Reader).Port, 0, `CFG_TEST_RANGE="0" is not an integer in 1..65535`},
+		{"port too high", "65536", (*config.Reader).Port, 0, `CFG_TEST_RANGE="65536" is not an integer in 1..65535`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("CFG_TEST_RANGE", tc.value)
+			var r config.Reader
+			if got := tc.read(&r, "CFG_TEST_RANGE"); got != tc.want {
+				t.Errorf("got %d, want %d", got, tc.want)
+			}
+			err := r.Err()
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("unexpected error: %v", err)
+			case tc.wantErr != "" && (!errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("error %v, want ErrInvalid containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func prefetch(r *config.Reader, key string) int { return r.IntRange(key, 1, 65535) }
+
+func TestReaderIntRangeMissingIsReportedAsMissing(t *testing.T) {
+	var r config.Reader
+	r.IntRange("CFG_TEST_RANGE_MISSING", 1, 10)
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "missing required variable(s): CFG_TEST_RANGE_MISSING") {
+		t.Errorf("Err() = %v, want the key reported missing", err)
+	}
+}
+
+func TestReaderInvalidIsReportedWithTheRest(t *testing.T) {
+	var r config.Reader
+	r.Invalid("CFG_A=%d is above CFG_B=%d", 600, 500)
+	r.String("CFG_TEST_INVALID_MISSING")
+	err := r.Err()
+	for _, want := range []string{"CFG_A=600 is above CFG_B=500", "CFG_TEST_INVALID_MISSING"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Err() = %v, want it to contain %q", err, want)
+		}
+	}
+}

@@ -17,6 +17,9 @@ const (
 	Validation       Code = "validation_failed"      // 400
 	InvalidID        Code = "invalid_id"             // 400
 	InvalidHeader    Code = "invalid_header"         // 400
+	InvalidPath      Code = "invalid_path"           // 400
+	IncompleteBody   Code = "incomplete_body"        // 400
+	Unauthorized     Code = "unauthorized"           // 401
 	NotFound         Code = "not_found"              // 404
 	MethodNotAllowed Code = "method_not_allowed"     // 405
 	TooLarge         Code = "payload_too_large"      // 413

@@ -1,6 +1,10 @@
 package pgdb
 
-import "moviestream/pkg/config"
+import (
+	"strconv"
+
+	"moviestream/pkg/config"
+)
 
 // ConfigFromEnv reads a database's location from PREFIX_DB_HOST, _DB_PORT,
 // _DB_NAME, _DB_USER and _DB_PASSWORD (prefix "BILLING" reads
@@ -8,7 +12,7 @@ import "moviestream/pkg/config"
 func ConfigFromEnv(env *config.Reader, prefix string) Config {
 	return Config{
 		Host:     env.String(prefix + "_DB_HOST"),
-		Port:     env.String(prefix + "_DB_PORT"),
+		Port:     strconv.Itoa(env.Port(prefix + "_DB_PORT")),
 		Name:     env.String(prefix + "_DB_NAME"),
 		User:     env.String(prefix + "_DB_USER"),
 		Password: env.String(prefix + "_DB_PASSWORD"),

@@ -116,6 +116,17 @@ func Wait(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
 	}
 }
 
+// SQLState returns the SQLSTATE code PostgreSQL gave for err (e.g. "42501"
+// for a missing privilege), or "" when err carries none: nil, a refused or
+// lost connection, a client-side timeout.
+func SQLState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
 // IsUnavailable reports whether err means the database could not be reached
 // or went away (as opposed to rejecting the statement). Such errors are
 // worth retrying later; the others are not.

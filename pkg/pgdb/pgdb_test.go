@@ -3,6 +3,7 @@ package pgdb_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -35,6 +36,34 @@ func TestStatementErrorsAreNotUnavailable(t *testing.T) {
 	}
 	if pgdb.IsUnavailable(nil) {
 		t.Fatal("IsUnavailable(nil) = true")
+	}
+}
+
+func TestSQLState(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Open(t)
+	down, err := pgdb.Open(pgtest.UnreachableConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pgdb.Close(down)
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"no such table", db.Exec("SELECT * FROM no_such_table").Error, "42P01"},
+		{"division by zero, wrapped", fmt.Errorf("op: %w", db.Exec("SELECT 1/0").Error), "22012"},
+		{"database unreachable", down.Exec("SELECT 1").Error, ""},
+		{"nil", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := pgdb.SQLState(tt.err); got != tt.want {
+				t.Errorf("SQLState(%v) = %q, want %q", tt.err, got, tt.want)
+			}
+		})
 	}
 }
 

@@ -22,6 +22,10 @@ var (
 	ErrMediaType = errors.New("content type must be application/json")
 	ErrTooLarge  = errors.New("request body too large")
 	ErrSyntax    = errors.New("malformed JSON")
+	// ErrIncompleteBody is the client's fault: its body ended before the
+	// length it announced, or did not arrive within the server's read
+	// timeout.
+	ErrIncompleteBody = errors.New("request body incomplete: it ended early or arrived too slowly")
 )
 
 // RequireJSON reports ErrMediaType unless the request declares a JSON body
@@ -38,7 +42,9 @@ func RequireJSON(r *http.Request) error {
 	return nil
 }
 
-// ReadBody reads at most limit bytes of the request body; more is ErrTooLarge.
+// ReadBody reads at most limit bytes of the request body; more is
+// ErrTooLarge, and a body that cannot be read to its end (cut short, too
+// slow) is ErrIncompleteBody.
 func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
@@ -46,7 +52,7 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		if errors.As(err, &tooBig) {
 			return nil, fmt.Errorf("%w: limit is %d bytes", ErrTooLarge, limit)
 		}
-		return nil, fmt.Errorf("read body: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrIncompleteBody, err)
 	}
 	return body, nil
 }

@@ -15,6 +15,9 @@ var status = map[errs.Code]int{
 	errs.Validation:       http.StatusBadRequest,
 	errs.InvalidID:        http.StatusBadRequest,
 	errs.InvalidHeader:    http.StatusBadRequest,
+	errs.InvalidPath:      http.StatusBadRequest,
+	errs.IncompleteBody:   http.StatusBadRequest,
+	errs.Unauthorized:     http.StatusUnauthorized,
 	errs.NotFound:         http.StatusNotFound,
 	errs.MethodNotAllowed: http.StatusMethodNotAllowed,
 	errs.TooLarge:         http.StatusRequestEntityTooLarge,
@@ -86,6 +89,8 @@ func Classify(err error, domain Classifier) *errs.Error {
 		return &errs.Error{Code: errs.Validation, Message: field.Error(), Field: field.Field}
 	case errors.Is(err, ErrSyntax):
 		return &errs.Error{Code: errs.InvalidJSON, Message: err.Error()}
+	case errors.Is(err, ErrIncompleteBody):
+		return &errs.Error{Code: errs.IncompleteBody, Message: ErrIncompleteBody.Error()}
 	case errors.Is(err, ErrTooLarge):
 		return &errs.Error{Code: errs.TooLarge, Message: err.Error()}
 	case errors.Is(err, ErrMediaType):

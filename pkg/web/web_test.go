@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"moviestream/pkg/errs"
@@ -105,6 +107,23 @@ func TestReadBodyLimit(t *testing.T) {
 	}
 }
 
+// TestReadBodyIncomplete: a body that ends before its announced length or
+// times out is the client's fault, never an internal error.
+func TestReadBodyIncomplete(t *testing.T) {
+	t.Parallel()
+	for _, cause := range []error{io.ErrUnexpectedEOF, os.ErrDeadlineExceeded, errors.New("connection reset by peer")} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/", io.MultiReader(strings.NewReader(`{"ti`), iotest.ErrReader(cause)))
+		_, err := web.ReadBody(w, r, 10)
+		if !errors.Is(err, web.ErrIncompleteBody) || !errors.Is(err, cause) {
+			t.Errorf("body failing with %v: err = %v, want ErrIncompleteBody wrapping the cause", cause, err)
+		}
+		if got := web.Classify(err, nil); got.Code != errs.IncompleteBody || web.Status(got.Code) != http.StatusBadRequest {
+			t.Errorf("body failing with %v: classified %+v, want %s (400)", cause, got, errs.IncompleteBody)
+		}
+	}
+}
+
 func TestWriteErrorShape(t *testing.T) {
 	t.Parallel()
 	w := httptest.NewRecorder()
@@ -189,6 +208,7 @@ func TestStatusTable(t *testing.T) {
 	t.Parallel()
 	for code, want := range map[errs.Code]int{
 		errs.InvalidJSON: 400, errs.Validation: 400, errs.InvalidID: 400, errs.InvalidHeader: 400,
+		errs.InvalidPath: 400, errs.IncompleteBody: 400, errs.Unauthorized: 401,
 		errs.NotFound: 404, errs.MethodNotAllowed: 405, errs.TooLarge: 413, errs.MediaType: 415,
 		errs.Internal: 500, errs.BadGateway: 502, errs.Unavailable: 503, errs.GatewayTimeout: 504,
 		"no_such_code": 500,
@@ -219,6 +239,7 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("%w: at byte 3", web.ErrSyntax), errs.InvalidJSON, "", false},
 		{fmt.Errorf("%w: limit", web.ErrTooLarge), errs.TooLarge, "", false},
 		{web.ErrMediaType, errs.MediaType, "", false},
+		{fmt.Errorf("%w: read tcp 10.0.0.1:3000: secret i/o timeout", web.ErrIncompleteBody), errs.IncompleteBody, "", true},
 		{fmt.Errorf("x: %w", &errs.Error{Code: errs.InvalidHeader, Message: "bad", Field: "H"}), errs.InvalidHeader, "H", false},
 		{errors.New("pq: secret detail"), errs.Internal, "", true},
 	} {

@@ -29,14 +29,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	var env config.Reader
-	healthPort := env.Int("BILLING_HEALTH_PORT")
+	healthPort := env.Port("BILLING_HEALTH_PORT")
 	dbCfg := pgdb.ConfigFromEnv(&env, "BILLING")
-	consumerCfg := consumer.Config{
-		Broker:    broker.ConfigFromEnv(&env, "billing"),
-		Topology:  broker.TopologyFromEnv(&env),
-		Prefetch:  env.Int("BILLING_PREFETCH"),
-		BatchSize: env.Int("BILLING_BATCH_SIZE"),
-	}
+	consumerCfg := consumerConfig(&env)
 	if err := env.Err(); err != nil {
 		return err
 	}
@@ -75,4 +70,20 @@ func run(ctx context.Context, log *slog.Logger) error {
 	// Wait for the signal (or the first failure); the consumer settles its
 	// batch and closes its channel and connection before the database closes.
 	return g.Wait()
+}
+
+// consumerConfig reads the consumer's settings. The prefetch count is a
+// 16-bit AMQP field: a larger value would wrap (65536 into 0, "unlimited"),
+// so it is refused here; a batch larger than the prefetch could never fill.
+func consumerConfig(env *config.Reader) consumer.Config {
+	cfg := consumer.Config{
+		Broker:    broker.ConfigFromEnv(env, "billing"),
+		Topology:  broker.TopologyFromEnv(env),
+		Prefetch:  env.IntRange("BILLING_PREFETCH", 1, 65535),
+		BatchSize: env.IntRange("BILLING_BATCH_SIZE", 1, 65535),
+	}
+	if cfg.Prefetch > 0 && cfg.BatchSize > cfg.Prefetch {
+		env.Invalid("BILLING_BATCH_SIZE=%d is above BILLING_PREFETCH=%d: a batch could never fill", cfg.BatchSize, cfg.Prefetch)
+	}
+	return cfg
 }

@@ -31,11 +31,12 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	var env config.Reader
-	port := env.Int("GATEWAY_PORT")
+	port := env.Port("GATEWAY_PORT")
 	inventoryURL := env.String("GATEWAY_INVENTORY_URL")
 	upstreamTimeout := env.Duration("GATEWAY_UPSTREAM_TIMEOUT")
 	publishTimeout := env.Duration("GATEWAY_PUBLISH_TIMEOUT")
 	trusted := env.List("GATEWAY_TRUSTED_PROXIES")
+	apiKeys := env.List("GATEWAY_API_KEYS") // secrets: only their number is logged
 	brokerCfg := broker.ConfigFromEnv(&env, "gateway")
 	topology := broker.TopologyFromEnv(&env)
 	if err := env.Err(); err != nil {
@@ -45,14 +46,17 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil || target.Scheme == "" || target.Host == "" {
 		return fmt.Errorf("config: GATEWAY_INVENTORY_URL=%q is not an absolute URL", inventoryURL)
 	}
-	log.Info("starting", "port", port, "inventory", target.String(), "broker", brokerCfg.String(), "queue", topology.Queue)
+	log.Info("starting", "port", port, "inventory", target.String(), "broker", brokerCfg.String(), "queue", topology.Queue,
+		"api_keys", len(apiKeys))
 
 	// Infrastructure: the publisher connects (and reconnects) in the
 	// background; until it is connected, orders get 503 and movies still work.
 	publisher := broker.NewPublisher(brokerCfg, topology, 0, log)
 
 	// Adapters.
-	movies, err := proxy.New(proxy.Config{Target: target, Timeout: upstreamTimeout, TrustedProxies: trusted}, log)
+	movies, err := proxy.New(proxy.Config{
+		Target: target, Timeout: upstreamTimeout, TrustedProxies: trusted, MaxBodyBytes: web.MaxBodyBytes,
+	}, log)
 	if err != nil {
 		return err
 	}
@@ -65,6 +69,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		PostBilling: billingapi.New(publisher, publishTimeout).Post,
 		Ready:       publisher.Readiness,
 		Docs:        apiDocs,
+		APIKeys:     apiKeys,
 	}, log, trusted)
 	if err != nil {
 		return err

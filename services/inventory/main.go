@@ -28,7 +28,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	var env config.Reader
-	port := env.Int("INVENTORY_PORT")
+	port := env.Port("INVENTORY_PORT")
 	trusted := env.List("INVENTORY_TRUSTED_PROXIES")
 	dbCfg := pgdb.ConfigFromEnv(&env, "INVENTORY")
 	if err := env.Err(); err != nil {

@@ -64,13 +64,15 @@ func AppliedVersions(tb testing.TB, db *gorm.DB) []int64 {
 }
 
 // CheckUpgrade runs migrate over db, which holds an older schema with rows
-// in it, and fails the test unless the rows (as read by rows) and the whole
-// schema come out unchanged, goose has recorded wantVersions, and a second
-// run records and changes nothing: an in-place upgrade that loses nothing.
-func CheckUpgrade[R any](tb testing.TB, db *gorm.DB, wantVersions []int64, rows func() R, migrate func() error) {
+// in it, and fails the test unless the rows (as read by rows) come out
+// unchanged, db ends with the same schema and goose versions as fresh (a
+// database the same migrations built from nothing), and a second run
+// records and changes nothing: an in-place upgrade that loses nothing and
+// leaves no difference between old and new installations.
+func CheckUpgrade[R any](tb testing.TB, db, fresh *gorm.DB, rows func() R, migrate func() error) {
 	tb.Helper()
-	before, schema := rows(), Schema(tb, db)
-	if len(schema) == 0 {
+	before := rows()
+	if len(Schema(tb, db)) == 0 {
 		tb.Fatal("CheckUpgrade: the database has no schema to upgrade")
 	}
 	if err := migrate(); err != nil {
@@ -79,11 +81,11 @@ func CheckUpgrade[R any](tb testing.TB, db *gorm.DB, wantVersions []int64, rows 
 	if diff := cmp.Diff(before, rows()); diff != "" {
 		tb.Errorf("rows after the upgrade (-before +after):\n%s", diff)
 	}
-	if diff := cmp.Diff(schema, Schema(tb, db)); diff != "" {
-		tb.Errorf("schema after the upgrade (-before +after):\n%s", diff)
+	if diff := cmp.Diff(Schema(tb, fresh), Schema(tb, db)); diff != "" {
+		tb.Errorf("schema after the upgrade (-new installation +upgraded):\n%s", diff)
 	}
-	if diff := cmp.Diff(wantVersions, AppliedVersions(tb, db)); diff != "" {
-		tb.Errorf("goose versions (-want +got):\n%s", diff)
+	if diff := cmp.Diff(AppliedVersions(tb, fresh), AppliedVersions(tb, db)); diff != "" {
+		tb.Errorf("goose versions (-new installation +upgraded):\n%s", diff)
 	}
 
 	records := VersionTable(tb, db)

@@ -2,6 +2,12 @@
 // billing_queue in batches, writes each batch of orders in one transaction,
 // and acknowledges every message only after that commit. Messages that can
 // never become orders go to the dead-letter queue with the reason.
+//
+// Once a message has passed the order rules, a failed write is the
+// database's problem unless the store says the order itself was rejected:
+// the consumer holds the batch unacked and retries it until the database
+// takes it, reporting the hold on /ready. Only a rejected order is
+// dead-lettered, alone.
 package consumer
 
 import (
@@ -10,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -48,6 +55,24 @@ type Consumer struct {
 	store  order.Store
 	log    *slog.Logger
 	status broker.StatusBox
+
+	mu     sync.Mutex
+	writes WriteStatus // zero while no write is held
+}
+
+// WriteStatus is the "database" part of /ready: whether orders are being
+// written, and while a batch is held, since when and why.
+type WriteStatus struct {
+	Writable bool `json:"writable"`
+	// SQLState is the code of the last failed attempt; empty when the error
+	// had none (no connection, write timeout).
+	SQLState string `json:"sqlstate,omitempty"`
+	// Error is the last failed attempt's error.
+	Error string `json:"error,omitempty"`
+	// Since is when the first attempt of the held batch failed.
+	Since time.Time `json:"since,omitzero"`
+	// Attempts counts the failed attempts since then.
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // New returns a consumer writing to store.
@@ -78,8 +103,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 // Status reports whether the consumer is subscribed.
 func (c *Consumer) Status() broker.Status { return c.status.Get() }
 
-// Readiness reports Status for /ready.
-func (c *Consumer) Readiness() (bool, any) { return c.Status().Readiness() }
+// Writes reports whether the database takes billing's writes.
+func (c *Consumer) Writes() WriteStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.writes.Since.IsZero() {
+		return WriteStatus{Writable: true}
+	}
+	return c.writes
+}
+
+// Readiness reports Status and Writes for /ready: ready when subscribed
+// and no write is held; body {"rabbitmq": Status, "database": Writes}.
+func (c *Consumer) Readiness() (bool, any) {
+	st, w := c.Status(), c.Writes()
+	return st.Connected && w.Writable, map[string]any{"rabbitmq": st, "database": w}
+}
 
 var errDeliveriesClosed = errors.New("delivery channel closed")
 
@@ -104,6 +143,20 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 		return err
 	}
 	defer dlq.Close()
+
+	// Nothing is taken from the queue while the database refuses writes: a
+	// message handed out and returned costs it one of its deliveries, so a
+	// billing that crashes or restarts in a loop meanwhile must not hold any.
+	c.status.Set(broker.Status{Error: "not consuming until the database takes writes"})
+	if err := c.waitWritable(ctx); err != nil {
+		return nil // stopping
+	}
+	// Messages returned to the queue by an earlier crash or stop come back
+	// first; take them one at a time, so that if one of them crashes
+	// billing, it alone is charged a delivery.
+	if !c.recoverReturned(ctx, ch, dlq) {
+		return nil // stopping
+	}
 
 	tag := consumerTag()
 	deliveries, err := ch.Consume(c.cfg.Topology.Queue, tag, false, false, false, false, nil)
@@ -151,6 +204,61 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 	return err
 }
 
+// waitWritable returns once the database takes a write, probing with
+// backoff meanwhile; the wait shows on /ready as a hold. It returns ctx's
+// error when ctx ends first.
+func (c *Consumer) waitWritable(ctx context.Context) error {
+	bo := backoff.New(100*time.Millisecond, 5*time.Second)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, c.cfg.WriteTimeout)
+		err := c.store.Probe(pctx)
+		cancel()
+		if err == nil {
+			c.resume()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.hold(0, err)
+		if err := bo.Sleep(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// recoverReturned takes the messages at the head of the queue one at a
+// time (basic.get, so exactly one is unacknowledged) for as long as they
+// are redeliveries, and processes each as a batch of one. RabbitMQ's
+// quorum queue hands out returned messages before any other, so after a
+// crash this settles everything the crash returned before billing takes
+// messages in batches again. A message that crashes billing is then the
+// only one in flight when it does: it alone spends its deliveries, and
+// after broker.DeliveryLimit of them RabbitMQ dead-letters it. It returns
+// false when ctx ended with a message unsettled.
+func (c *Consumer) recoverReturned(ctx context.Context, ch *amqp.Channel, dlq *broker.ConfirmChannel) bool {
+	recovered := 0
+	defer func() {
+		if recovered > 0 {
+			c.log.Info("returned messages processed one at a time", "messages", recovered)
+		}
+	}()
+	for ctx.Err() == nil {
+		d, ok, err := ch.Get(c.cfg.Topology.Queue, false)
+		if err != nil || !ok {
+			return true // empty, or the channel failed: Consume reports it
+		}
+		if !c.process(ctx, []amqp.Delivery{d}, dlq) {
+			return false
+		}
+		if !d.Redelivered {
+			return true
+		}
+		recovered++
+	}
+	return true
+}
+
 // collect waits for one delivery, then gathers more until the batch is full
 // or Linger has passed. The library hands deliveries over an unbuffered
 // channel, so without the linger a backlog would be written one message per
@@ -192,6 +300,7 @@ func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery, dlq *brok
 	orders := make([]order.Order, 0, len(batch))
 	held := make([]amqp.Delivery, 0, len(batch))
 	for _, d := range batch {
+		beforeProcessing(d)
 		o, err := order.FromMessage(d.MessageId, d.Body)
 		if err != nil {
 			c.deadLetter(ctx, dlq, d, err)
@@ -204,73 +313,124 @@ func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery, dlq *brok
 		return true
 	}
 
-	err := c.save(ctx, orders)
+	saved, err := c.save(ctx, orders)
 	switch {
-	case err == nil:
+	case err == nil && len(saved.Reused) == 0:
 		// Every earlier delivery on this channel is settled, so one
 		// multiple-ack settles exactly this batch's held messages.
 		if aerr := held[len(held)-1].Ack(true); aerr != nil {
 			c.log.Debug("ack failed; messages will be redelivered and deduplicated", "messages", len(held), "err", aerr)
 		}
 		return true
+	case err == nil:
+		c.settle(ctx, dlq, held, saved.Reused)
+		return true
 	case ctx.Err() != nil:
 		// Stopping while the database is down: nothing was committed, so
 		// nothing is acked; the broker will hand these out again.
 		c.log.Warn("stopping with uncommitted batch, leaving it unacked", "messages", len(held))
 		return false
-	default:
-		return c.isolate(ctx, orders, held, err)
+	default: // order.ErrRejected
+		return c.isolate(ctx, dlq, orders, held, err)
 	}
 }
 
-// save writes orders, retrying with backoff for as long as the database is
-// unreachable. A single attempt is not cut short by the stop signal, so a
+// save writes orders, retrying with backoff for as long as the database
+// fails the write for a reason of its own: anything but order.ErrRejected,
+// which it returns. It returns ctx's error only when ctx ends between
+// attempts; a single attempt is not cut short by the stop signal, so a
 // commit that is under way completes and its messages are acked.
-func (c *Consumer) save(ctx context.Context, orders []order.Order) error {
+func (c *Consumer) save(ctx context.Context, orders []order.Order) (order.Saved, error) {
 	bo := backoff.New(100*time.Millisecond, 5*time.Second)
-	for attempt := 1; ; attempt++ {
+	for {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.WriteTimeout)
-		inserted, err := c.store.Save(wctx, orders)
+		saved, err := c.store.Save(wctx, orders)
 		cancel()
-		if err == nil {
-			if attempt > 1 {
-				c.log.Info("database back, batch written", "attempts", attempt)
+		if err == nil || errors.Is(err, order.ErrRejected) {
+			// Either way the database took the statement and answered.
+			c.resume()
+			if err == nil {
+				c.log.Debug("batch committed", "messages", len(orders), "inserted", saved.Inserted, "reused_keys", len(saved.Reused))
 			}
-			c.log.Debug("batch committed", "messages", len(orders), "inserted", inserted)
-			return nil
+			return saved, err
 		}
-		if !errors.Is(err, order.ErrUnavailable) {
-			return err
-		}
-		if attempt == 1 || attempt%20 == 0 {
-			c.log.Warn("database unavailable, holding batch unacked", "messages", len(orders), "attempts", attempt, "err", err)
-		}
+		c.hold(len(orders), err)
 		if err := bo.Sleep(ctx); err != nil {
-			return err
+			return order.Saved{}, err
 		}
 	}
 }
 
-// isolate handles a batch the database refused for a reason other than an
-// outage: it writes the orders one by one so one bad order cannot hold back
-// the others. An order that still fails is returned to the queue; the
-// queue's delivery limit dead-letters it after broker.DeliveryLimit tries.
-// Like process, it returns false when it stopped with messages unsettled.
-func (c *Consumer) isolate(ctx context.Context, orders []order.Order, held []amqp.Delivery, batchErr error) bool {
-	c.log.Error("batch write failed, retrying orders one by one", "messages", len(orders), "err", batchErr)
+// settle acks a committed batch message by message: the orders that reuse
+// their user's idempotency key for a different order were not written and
+// go to the DLQ with that reason; the first order under the key stands.
+func (c *Consumer) settle(ctx context.Context, dlq *broker.ConfirmChannel, held []amqp.Delivery, reused []int) {
+	bad := make(map[int]bool, len(reused))
+	for _, i := range reused {
+		bad[i] = true
+	}
+	for i, d := range held {
+		if bad[i] {
+			c.deadLetter(ctx, dlq, d, order.ErrKeyReused)
+		} else {
+			c.ack(d)
+		}
+	}
+}
+
+// hold records a failed attempt. Only the first of a hold is logged, so a
+// long outage costs one line, not one per attempt.
+func (c *Consumer) hold(messages int, err error) {
+	var coded interface{ SQLState() string }
+	code := ""
+	if errors.As(err, &coded) {
+		code = coded.SQLState()
+	}
+	c.mu.Lock()
+	first := c.writes.Since.IsZero()
+	if first {
+		c.writes = WriteStatus{Since: time.Now().UTC()}
+	}
+	c.writes.SQLState, c.writes.Error = code, err.Error()
+	c.writes.Attempts++
+	c.mu.Unlock()
+	if first {
+		c.log.Warn("database unavailable, holding batch unacked", "messages", messages, "sqlstate", code, "err", err)
+	}
+}
+
+// resume ends a hold, logging how long it lasted.
+func (c *Consumer) resume() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.writes
+	if !w.Since.IsZero() {
+		// Logged before /ready turns ready, so whoever sees ready finds the line.
+		c.log.Info("database writable again",
+			"held_for", time.Since(w.Since).Round(time.Millisecond), "attempts", w.Attempts, "sqlstate", w.SQLState)
+	}
+	c.writes = WriteStatus{}
+}
+
+// isolate handles a batch the database rejected for what one of its orders
+// holds: it writes the orders one by one, so one bad order cannot hold back
+// the others, and dead-letters each order rejected on its own, with the
+// reason. A database failure meanwhile is held and retried by save as for
+// any batch. Like process, it returns false when it stopped with messages
+// unsettled.
+func (c *Consumer) isolate(ctx context.Context, dlq *broker.ConfirmChannel, orders []order.Order, held []amqp.Delivery, batchErr error) bool {
+	c.log.Warn("batch rejected by the database, writing orders one by one", "messages", len(orders), "err", batchErr)
 	for i, o := range orders {
-		err := c.save(ctx, []order.Order{o})
+		saved, err := c.save(ctx, []order.Order{o})
 		switch {
+		case err == nil && len(saved.Reused) > 0:
+			c.deadLetter(ctx, dlq, held[i], order.ErrKeyReused)
 		case err == nil:
 			c.ack(held[i])
 		case ctx.Err() != nil:
 			return false
-		default:
-			c.log.Error("order write failed, returning message to the queue",
-				"message_id", held[i].MessageId, "delivery_count", deliveryCount(held[i]), "err", err)
-			if nerr := held[i].Nack(false, true); nerr != nil {
-				c.log.Warn("nack failed; the broker redelivers on reconnect", "message_id", held[i].MessageId, "err", nerr)
-			}
+		default: // order.ErrRejected
+			c.deadLetter(ctx, dlq, held[i], err)
 		}
 	}
 	return true
@@ -320,17 +480,6 @@ func (c *Consumer) deadLetter(ctx context.Context, dlq *broker.ConfirmChannel, d
 func (c *Consumer) ack(d amqp.Delivery) {
 	if err := d.Ack(false); err != nil {
 		c.log.Debug("ack failed; message will be redelivered and deduplicated", "message_id", d.MessageId, "err", err)
-	}
-}
-
-func deliveryCount(d amqp.Delivery) int64 {
-	switch v := d.Headers["x-delivery-count"].(type) {
-	case int64:
-		return v
-	case int32:
-		return int64(v)
-	default:
-		return 0
 	}
 }
 

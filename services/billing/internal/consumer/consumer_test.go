@@ -1,12 +1,16 @@
 package consumer_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,10 +31,11 @@ import (
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 type rig struct {
-	cfg  broker.Config
-	topo broker.Topology
-	db   *gorm.DB
-	ch   *amqp.Channel
+	cfg   broker.Config
+	topo  broker.Topology
+	dbCfg pgdb.Config
+	db    *gorm.DB
+	ch    *amqp.Channel
 }
 
 // newRig gives a test its own database (migrated) and its own queue
@@ -43,18 +48,46 @@ func newRig(tb testing.TB) *rig {
 	if err := topo.Declare(ch); err != nil {
 		tb.Fatalf("declare: %v", err)
 	}
-	db := pgtest.Open(tb)
+	dbCfg := pgtest.NewDatabase(tb)
+	db := openDB(tb, dbCfg)
 	if err := orderdb.New(db).Migrate(context.Background(), nil); err != nil {
 		tb.Fatalf("migrate: %v", err)
 	}
-	return &rig{cfg: cfg, topo: topo, db: db, ch: ch}
+	return &rig{cfg: cfg, topo: topo, dbCfg: dbCfg, db: db, ch: ch}
+}
+
+func openDB(tb testing.TB, cfg pgdb.Config) *gorm.DB {
+	tb.Helper()
+	db, err := pgdb.Open(cfg)
+	if err != nil {
+		tb.Fatalf("open %s: %v", cfg, err)
+	}
+	tb.Cleanup(func() { _ = pgdb.Close(db) }) // before the database is dropped
+	return db
 }
 
 // start runs a consumer over store until the returned stop is called (or
 // the test ends) and waits until it is subscribed.
 func (r *rig) start(tb testing.TB, store order.Store) (stop func()) {
 	tb.Helper()
-	c := consumer.New(consumer.Config{Broker: r.cfg, Topology: r.topo, Prefetch: 500, BatchSize: 250}, store, quiet)
+	_, stop = r.run(tb, store, consumer.Config{}, quiet)
+	return stop
+}
+
+// run is start with a write timeout and a logger of the test's choosing,
+// returning the consumer too.
+func (r *rig) run(tb testing.TB, store order.Store, cfg consumer.Config, log *slog.Logger) (c *consumer.Consumer, stop func()) {
+	tb.Helper()
+	c, stop = r.launch(tb, store, cfg, log)
+	testenv.WaitFor(tb, 10*time.Second, "consumer subscribed", func() bool { return c.Status().Connected })
+	return c, stop
+}
+
+// launch is run without waiting for the subscription.
+func (r *rig) launch(tb testing.TB, store order.Store, cfg consumer.Config, log *slog.Logger) (c *consumer.Consumer, stop func()) {
+	tb.Helper()
+	cfg.Broker, cfg.Topology, cfg.Prefetch, cfg.BatchSize = r.cfg, r.topo, 500, 250
+	c = consumer.New(cfg, store, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
@@ -67,8 +100,7 @@ func (r *rig) start(tb testing.TB, store order.Store) (stop func()) {
 		}
 	}
 	tb.Cleanup(stop)
-	testenv.WaitFor(tb, 10*time.Second, "consumer subscribed", func() bool { return c.Status().Connected })
-	return stop
+	return c, stop
 }
 
 func (r *rig) count(tb testing.TB, where string) int64 {
@@ -224,7 +256,11 @@ func TestBacklogIsProcessedAtStart(t *testing.T) {
 	}
 }
 
-func TestDatabaseDownLeavesMessagesUnackedAndStopReturnsThem(t *testing.T) {
+// TestDatabaseDownAtStartTakesNothing: while the database refuses writes,
+// billing takes nothing from the queue, so however often it is restarted
+// (a crash loop under PM2), no message is handed out and returned, and
+// none spends a delivery; /ready reports the hold meanwhile.
+func TestDatabaseDownAtStartTakesNothing(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	down, err := pgdb.Open(pgtest.UnreachableConfig(t))
@@ -232,15 +268,25 @@ func TestDatabaseDownLeavesMessagesUnackedAndStopReturnsThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pgdb.Close(down)
-
-	stop := r.start(t, orderdb.New(down))
 	brokertest.Publish(t, r.cfg, r.topo.Queue, msg("a", valid), msg("b", valid), msg("c", valid))
-	// Delivered to the consumer (nothing ready) but held, not acked.
-	testenv.WaitFor(t, 10*time.Second, "messages delivered", func() bool { return brokertest.Depth(t, r.ch, r.topo.Queue) == 0 })
-	stop()
-	testenv.WaitFor(t, 10*time.Second, "messages back in the queue", func() bool { return brokertest.Depth(t, r.ch, r.topo.Queue) == 3 })
+
+	for restart := range 3 {
+		c, stop := r.launch(t, orderdb.New(down), consumer.Config{}, quiet)
+		testenv.WaitFor(t, 10*time.Second, "the hold reported", func() bool { return readyOf(t, c).Database.Attempts >= 2 })
+		if got := readyOf(t, c); got.Ready || got.RabbitMQ.Connected || got.Database.Writable {
+			t.Errorf("start %d: readiness %+v, want not ready, not consuming, not writable", restart, got)
+		}
+		stop()
+		if n := brokertest.Depth(t, r.ch, r.topo.Queue); n != 3 {
+			t.Fatalf("start %d: %d messages ready, want all 3 (none taken)", restart, n)
+		}
+	}
 	if n := brokertest.Depth(t, r.ch, r.topo.DeadLetterQueue()); n != 0 {
 		t.Fatalf("%d messages dead-lettered during a database outage, want 0", n)
+	}
+	d := brokertest.Get(t, r.ch, r.topo.Queue, 5*time.Second)
+	if d.Redelivered {
+		t.Errorf("message %q was handed out before: the restarts spent its deliveries", d.MessageId)
 	}
 }
 
@@ -253,11 +299,11 @@ type stuckStore struct {
 	attempts atomic.Int64
 }
 
-func (s *stuckStore) Save(ctx context.Context, orders []order.Order) (int64, error) {
+func (s *stuckStore) Save(ctx context.Context, orders []order.Order) (order.Saved, error) {
 	for _, o := range orders {
 		if o.MessageID == s.stuckID {
 			s.attempts.Add(1)
-			return 0, fmt.Errorf("fake outage: %w", order.ErrUnavailable)
+			return order.Saved{}, fmt.Errorf("fake outage: %w", order.ErrUnavailable)
 		}
 	}
 	return s.Store.Save(ctx, orders)
@@ -293,6 +339,335 @@ func TestStopWithHeldBatchDoesNotAckItWithTheNextBatch(t *testing.T) {
 	}
 }
 
+// logBuffer collects a consumer's log lines for the test to count.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// count returns how many lines contain substr.
+func (l *logBuffer) count(substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for line := range strings.Lines(l.b.String()) {
+		if strings.Contains(line, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// readiness is what billing's /ready serves, decoded strictly so that a
+// change of shape fails the test.
+type readiness struct {
+	Ready    bool                 `json:"-"`
+	RabbitMQ broker.Status        `json:"rabbitmq"`
+	Database consumer.WriteStatus `json:"database"`
+}
+
+func readyOf(tb testing.TB, c *consumer.Consumer) readiness {
+	tb.Helper()
+	ok, body := c.Readiness()
+	b, err := json.Marshal(body)
+	if err != nil {
+		tb.Fatalf("marshal readiness: %v", err)
+	}
+	var r readiness
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		tb.Fatalf("readiness body %s: %v", b, err)
+	}
+	r.Ready = ok
+	return r
+}
+
+func mustExec(tb testing.TB, db *gorm.DB, query string) {
+	tb.Helper()
+	if err := db.Exec(query).Error; err != nil {
+		tb.Fatalf("%s: %v", query, err)
+	}
+}
+
+// lockOrders holds a SHARE lock on orders in an open transaction: reads go
+// on, inserts wait. release (also run in Cleanup) rolls it back.
+func lockOrders(tb testing.TB, db *gorm.DB) (release func()) {
+	tb.Helper()
+	tx := db.Begin()
+	if tx.Error != nil {
+		tb.Fatalf("begin: %v", tx.Error)
+	}
+	if err := tx.Exec("LOCK TABLE orders IN SHARE MODE").Error; err != nil {
+		tb.Fatalf("lock orders: %v", err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { tx.Rollback() }) }
+	tb.Cleanup(release)
+	return release
+}
+
+// faultDB is what a fault is injected with: the owner's connection to the
+// test database, a connection to the maintenance database (for ALTER
+// DATABASE), and the test database's name.
+type faultDB struct {
+	owner, admin *gorm.DB
+	name         string
+}
+
+func (f faultDB) alterDatabase(tb testing.TB, set string) {
+	tb.Helper()
+	mustExec(tb, f.admin, fmt.Sprintf(`ALTER DATABASE %q %s`, f.name, set))
+}
+
+// writeFaults make PostgreSQL refuse billing's writes while it stays up and
+// reachable. None is the orders' fault. Each inject returns the clear
+// function. Session defaults set with ALTER DATABASE reach the consumer
+// because its pool keeps no idle connection: every statement runs on a
+// new session.
+var writeFaults = []struct {
+	name         string
+	sqlstates    []string      // what /ready may report while writes are held
+	writeTimeout time.Duration // the consumer's; 0 for its default (30s)
+	inject       func(tb testing.TB, f faultDB) (clear func())
+}{
+	{
+		name:      "insert privilege revoked",
+		sqlstates: []string{"42501"},
+		inject: func(tb testing.TB, f faultDB) func() {
+			mustExec(tb, f.owner, "REVOKE INSERT ON orders FROM CURRENT_USER")
+			return func() { mustExec(tb, f.owner, "GRANT INSERT ON orders TO CURRENT_USER") }
+		},
+	},
+	{
+		name:      "database read-only",
+		sqlstates: []string{"25006"},
+		inject: func(tb testing.TB, f faultDB) func() {
+			f.alterDatabase(tb, "SET default_transaction_read_only = on")
+			return func() { f.alterDatabase(tb, "RESET default_transaction_read_only") }
+		},
+	},
+	{
+		name:      "table missing",
+		sqlstates: []string{"42P01"},
+		inject: func(tb testing.TB, f faultDB) func() {
+			mustExec(tb, f.owner, "ALTER TABLE orders RENAME TO orders_elsewhere")
+			return func() { mustExec(tb, f.owner, "ALTER TABLE orders_elsewhere RENAME TO orders") }
+		},
+	},
+	{
+		name:      "statement timeout on a locked table",
+		sqlstates: []string{"57014"},
+		inject: func(tb testing.TB, f faultDB) func() {
+			f.alterDatabase(tb, "SET statement_timeout = '100ms'")
+			release := lockOrders(tb, f.owner)
+			return func() { release(); f.alterDatabase(tb, "RESET statement_timeout") }
+		},
+	},
+	{
+		name:      "lock timeout on a locked table",
+		sqlstates: []string{"55P03"},
+		inject: func(tb testing.TB, f faultDB) func() {
+			f.alterDatabase(tb, "SET lock_timeout = '100ms'")
+			release := lockOrders(tb, f.owner)
+			return func() { release(); f.alterDatabase(tb, "RESET lock_timeout") }
+		},
+	},
+	{
+		// No timeout in the database: billing's own WriteTimeout cuts the
+		// wait; the server then cancels the statement itself (57014) or
+		// the client gives up first (no SQLSTATE).
+		name:         "table locked without a timeout",
+		sqlstates:    []string{"57014", ""},
+		writeTimeout: 300 * time.Millisecond,
+		inject: func(tb testing.TB, f faultDB) func() {
+			return lockOrders(tb, f.owner)
+		},
+	},
+}
+
+// TestWritesRefusedByTheDatabaseAreHeldUntilItTakesThem: whatever the
+// reason the database refuses a write that is not the order's fault,
+// billing holds the batch unacked (nothing dead-lettered, nothing
+// requeued), reports the hold on /ready with the SQLSTATE and since when,
+// logs it once however many attempts it makes, and writes every order
+// exactly once when the fault clears.
+func TestWritesRefusedByTheDatabaseAreHeldUntilItTakesThem(t *testing.T) {
+	t.Parallel()
+	for _, tt := range writeFaults {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t)
+			f := faultDB{owner: r.db, admin: openDB(t, pgtest.AdminConfig(t)), name: r.dbCfg.Name}
+			pool := openDB(t, r.dbCfg)
+			sqlDB, err := pool.DB()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sqlDB.SetMaxIdleConns(0) // every statement on a new session: ALTER DATABASE reaches it
+			logs := &logBuffer{}
+			log := slog.New(slog.NewTextHandler(logs, nil)) // info and above, as in production
+			c, stop := r.run(t, orderdb.New(pool), consumer.Config{WriteTimeout: tt.writeTimeout}, log)
+			if got := readyOf(t, c); !got.Ready || !got.Database.Writable {
+				t.Fatalf("readiness before the fault = %+v, want ready and writable", got)
+			}
+
+			clear := tt.inject(t, f)
+			start := time.Now()
+			const n = 20
+			ids := make([]string, n)
+			msgs := make([]amqp.Publishing, n)
+			for i := range msgs {
+				ids[i] = fmt.Sprintf("held-%d", i)
+				msgs[i] = msg(ids[i], valid)
+			}
+			brokertest.Publish(t, r.cfg, r.topo.Queue, msgs...)
+
+			// Many attempts, so that a log line per attempt would show.
+			testenv.WaitFor(t, 30*time.Second, "writes held through 6 attempts", func() bool {
+				return readyOf(t, c).Database.Attempts >= 6
+			})
+			got := readyOf(t, c)
+			db := got.Database
+			if got.Ready || db.Writable || !slices.Contains(tt.sqlstates, db.SQLState) || db.Error == "" ||
+				db.Since.Before(start) || db.Since.After(time.Now()) || !got.RabbitMQ.Connected {
+				t.Errorf("readiness while held = %+v, want not ready, connected, not writable, sqlstate in %q, an error, since after %s",
+					got, tt.sqlstates, start.UTC().Format(time.RFC3339Nano))
+			}
+			if d := brokertest.Depth(t, r.ch, r.topo.DeadLetterQueue()); d != 0 {
+				t.Fatalf("%d messages dead-lettered while the database refused writes, want 0", d)
+			}
+			if d := brokertest.Depth(t, r.ch, r.topo.Queue); d != 0 {
+				t.Errorf("%d messages ready in the queue while held, want 0 (all held by billing, none requeued)", d)
+			}
+			if w, h := logs.count("level=WARN"), logs.count("holding batch unacked"); w > 2 || h != 1 {
+				t.Errorf("after %d attempts: %d warnings, %d hold lines; want at most 2 and exactly 1:\n%s", db.Attempts, w, h, logs)
+			}
+			// An attempt cut by WriteTimeout is cancelled on the server too:
+			// retries do not pile up sessions waiting for the lock.
+			var waiting int64
+			if err := r.db.Raw(`SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting).Error; err != nil {
+				t.Fatalf("pg_stat_activity: %v", err)
+			}
+			if waiting > 1 {
+				t.Errorf("%d sessions waiting for a lock after %d attempts, want at most 1", waiting, db.Attempts)
+			}
+			if e := logs.count("level=ERROR"); e != 0 {
+				t.Errorf("%d error lines while held, want 0:\n%s", e, logs)
+			}
+
+			clear()
+			testenv.WaitFor(t, 30*time.Second, "every held order written", func() bool {
+				return r.count(t, "true") == n
+			})
+			testenv.WaitFor(t, 10*time.Second, "ready again", func() bool {
+				got := readyOf(t, c)
+				return got.Ready && got.Database == consumer.WriteStatus{Writable: true}
+			})
+			if l := logs.count("database writable again"); l != 1 {
+				t.Errorf("%d resume lines, want 1:\n%s", l, logs)
+			}
+			stop()
+			if got := r.count(t, fmt.Sprintf("message_id IN ('%s')", strings.Join(ids, "','"))); got != n {
+				t.Errorf("orders with the published ids = %d, want %d", got, n)
+			}
+			if d := brokertest.Depth(t, r.ch, r.topo.DeadLetterQueue()); d != 0 {
+				t.Errorf("%d messages dead-lettered, want 0", d)
+			}
+			if d := brokertest.Depth(t, r.ch, r.topo.Queue); d != 0 {
+				t.Errorf("%d messages back in the queue after stop, want 0 (all acked)", d)
+			}
+			if w := logs.count("level=WARN"); w > 2 {
+				t.Errorf("%d warnings in all, want at most 2:\n%s", w, logs)
+			}
+		})
+	}
+}
+
+// TestOrdersRejectedByTheDatabaseAreDeadLetteredAlone: an order that passes
+// billing's rules but that PostgreSQL rejects for its own values (here a
+// CHECK the rules do not know, 23514, and a division by zero in another,
+// 22012) goes to the DLQ with the reason, at once and alone; the other
+// orders of its batch are written, and writes are never held.
+func TestOrdersRejectedByTheDatabaseAreDeadLetteredAlone(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	mustExec(t, r.db, `ALTER TABLE orders ADD CONSTRAINT test_refused CHECK (user_id <> 'refused')`)
+	mustExec(t, r.db, `ALTER TABLE orders ADD CONSTRAINT test_div CHECK (number_of_items / CASE WHEN user_id = 'div-zero' THEN 0 ELSE 1 END > 0)`)
+	logs := &logBuffer{}
+	c, stop := r.run(t, orderdb.New(r.db), consumer.Config{}, slog.New(slog.NewTextHandler(logs, nil)))
+
+	bad := map[string]string{ // message id -> SQLSTATE in the reason
+		"refused":  "23514",
+		"div-zero": "22012",
+	}
+	var msgs []amqp.Publishing
+	const good = 10
+	for i := range good {
+		msgs = append(msgs, msg(fmt.Sprintf("good-%d", i), valid))
+		if i == 3 || i == 6 {
+			id := map[int]string{3: "refused", 6: "div-zero"}[i]
+			msgs = append(msgs, msg(id, fmt.Sprintf(`{"user_id":%q,"number_of_items":1,"total_amount":"1"}`, id)))
+		}
+	}
+	brokertest.Publish(t, r.cfg, r.topo.Queue, msgs...) // one batch, most likely
+
+	testenv.WaitFor(t, 10*time.Second, "bad orders dead-lettered", func() bool {
+		return brokertest.Depth(t, r.ch, r.topo.DeadLetterQueue()) == len(bad)
+	})
+	testenv.WaitFor(t, 10*time.Second, "good orders written", func() bool { return r.count(t, "true") == good })
+	if got := readyOf(t, c); !got.Ready || !got.Database.Writable {
+		t.Errorf("readiness = %+v, want ready and writable", got)
+	}
+	stop()
+	if d := brokertest.Depth(t, r.ch, r.topo.Queue); d != 0 {
+		t.Errorf("%d messages back in the queue after stop, want 0", d)
+	}
+	if n := r.count(t, "message_id LIKE 'good-%'"); n != good {
+		t.Errorf("good orders = %d, want %d", n, good)
+	}
+	for range bad {
+		d := brokertest.Get(t, r.ch, r.topo.DeadLetterQueue(), 5*time.Second)
+		reason, _ := d.Headers[consumer.HeaderReason].(string)
+		code, ok := bad[d.MessageId]
+		if !ok || !strings.Contains(reason, "SQLSTATE "+code) || !strings.Contains(reason, order.ErrRejected.Error()) {
+			t.Errorf("dead letter %q: reason %q, want one naming SQLSTATE %s", d.MessageId, reason, code)
+		}
+		if n := deliveries(d); n > 1 {
+			t.Errorf("dead letter %q was delivered %d times, want 1 (no requeue)", d.MessageId, n)
+		}
+	}
+	if h := logs.count("holding batch unacked"); h != 0 {
+		t.Errorf("writes held %d times for rejected orders, want never:\n%s", h, logs)
+	}
+}
+
+// deliveries is how many times the broker handed out a message before it
+// reached the DLQ, from its x-delivery-count header (absent the first time).
+func deliveries(d amqp.Delivery) int64 {
+	switch v := d.Headers["x-delivery-count"].(type) {
+	case int64:
+		return v + 1
+	case int32:
+		return int64(v) + 1
+	default:
+		return 1
+	}
+}
+
 // BenchmarkConsume measures orders written per second from a full queue.
 func BenchmarkConsume(b *testing.B) {
 	r := newRig(b)
@@ -308,4 +683,46 @@ func BenchmarkConsume(b *testing.B) {
 	b.StopTimer()
 	stop()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "orders/s")
+}
+
+// TestReusedKeyIsDeadLetteredWithItsReason: a user who sends a second,
+// different order under a key they used already gets no second row; that
+// message goes to the DLQ with the reason, whether it arrives in the same
+// batch as the first or after it. Another user's order under the same key
+// is written, and a retry of the first order is absorbed.
+func TestReusedKeyIsDeadLetteredWithItsReason(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	stop := r.start(t, orderdb.New(r.db))
+
+	first := `{"user_id":"alice","number_of_items":1,"total_amount":"10"}`
+	other := `{"user_id":"alice","number_of_items":2,"total_amount":"20"}`
+	bob := `{"user_id":"bob","number_of_items":1,"total_amount":"10"}`
+	brokertest.Publish(t, r.cfg, r.topo.Queue, msg("order-42", first), msg("order-42", other), msg("order-42", bob))
+	testenv.WaitFor(t, 10*time.Second, "the first batch", func() bool { return r.count(t, "true") == 2 })
+	brokertest.Publish(t, r.cfg, r.topo.Queue, msg("order-42", first), msg("order-42", other))
+	testenv.WaitFor(t, 10*time.Second, "dead letters", func() bool {
+		return brokertest.Depth(t, r.ch, r.topo.DeadLetterQueue()) == 2
+	})
+	stop()
+
+	want := map[string]int64{
+		"true": 2,
+		"message_id = 'order-42' AND user_id = 'alice' AND number_of_items = 1": 1,
+		"message_id = 'order-42' AND user_id = 'bob'":                           1,
+	}
+	for where, n := range want {
+		if got := r.count(t, where); got != n {
+			t.Errorf("rows where %s = %d, want %d", where, got, n)
+		}
+	}
+	if n := brokertest.Depth(t, r.ch, r.topo.Queue); n != 0 {
+		t.Errorf("queue holds %d after stop, want 0", n)
+	}
+	for range 2 {
+		d := brokertest.Get(t, r.ch, r.topo.DeadLetterQueue(), 5*time.Second)
+		if reason, _ := d.Headers[consumer.HeaderReason].(string); reason != order.ErrKeyReused.Error() || string(d.Body) != other {
+			t.Errorf("dead letter %q: reason %q body %s, want %q and the second order", d.MessageId, reason, d.Body, order.ErrKeyReused)
+		}
+	}
 }

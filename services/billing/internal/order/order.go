@@ -25,9 +25,19 @@ type Order struct {
 	billingmsg.Order
 }
 
-// ErrUnavailable is wrapped by stores when the database cannot be reached;
-// the write may succeed later.
-var ErrUnavailable = errors.New("order storage unavailable")
+// Why a store did not write. A store wraps exactly one of them; an error
+// wrapping neither is treated like ErrUnavailable.
+var (
+	// ErrRejected: the database refused an order for what the order itself
+	// holds (a value out of range, a violated constraint), so writing it
+	// again can only fail again. In a batch, at least one order is at
+	// fault; not necessarily all of them.
+	ErrRejected = errors.New("order rejected by the database")
+	// ErrUnavailable: the write failed for a reason of the database's own:
+	// unreachable, out of space or memory, read-only, a missing privilege
+	// or table, a timeout or a lock. The same write may succeed later.
+	ErrUnavailable = errors.New("order storage unavailable")
+)
 
 // FromMessage validates a message body and returns the order it describes.
 // Errors wrap billingmsg.ErrInvalid: such a message never becomes an order.
@@ -45,8 +55,27 @@ func FromMessage(messageID string, body []byte) (Order, error) {
 
 // Store persists orders.
 type Store interface {
-	// Save writes orders in one transaction, skipping any whose MessageID is
-	// already stored, and reports how many rows were new. On error nothing
-	// was written.
-	Save(ctx context.Context, orders []Order) (inserted int64, err error)
+	// Save writes orders in one transaction. An order whose user already
+	// has an order under the same non-empty MessageID is not written again:
+	// a retry or redelivery of the same order is absorbed, and a different
+	// order under a key its user already used is reported in Saved.Reused.
+	// On error nothing was written, and the error wraps ErrRejected or
+	// ErrUnavailable.
+	Save(ctx context.Context, orders []Order) (Saved, error)
+	// Probe reports whether the database would take an order now: it
+	// writes one and rolls it back. Its error wraps ErrUnavailable.
+	Probe(ctx context.Context) error
 }
+
+// Saved is what Save did with a batch.
+type Saved struct {
+	// Inserted counts the new rows.
+	Inserted int64
+	// Reused holds the indexes (into the batch) of the orders that reuse
+	// their user's idempotency key for a different order. The first order
+	// under a key stands; these are not written.
+	Reused []int
+}
+
+// ErrKeyReused is the dead-letter reason of an order in Saved.Reused.
+var ErrKeyReused = errors.New("idempotency key reused with a different order")

@@ -21,6 +21,9 @@ type Deps struct {
 	Ready web.ReadinessFunc
 	// Docs serves docs.SpecPath and docs.UIPath; nil leaves both unrouted.
 	Docs http.Handler
+	// APIKeys, when not empty, are the keys one of which every request
+	// under /api other than GET, HEAD and OPTIONS must send in APIKeyHeader.
+	APIKeys []string
 }
 
 // New returns the gateway's HTTP handler.
@@ -31,14 +34,16 @@ func New(d Deps, log *slog.Logger, trustedProxies []string) (http.Handler, error
 	}
 	e.GET(web.ReadyPath, gin.WrapF(web.Ready(d.Ready)))
 
+	api := e.Group("/api", requireAPIKey(d.APIKeys))
+
 	// Everything under /api/movies, any method, goes to inventory as is;
 	// inventory decides what is found or allowed.
 	movies := gin.WrapH(d.Movies)
-	e.Any("/api/movies", movies)
-	e.Any("/api/movies/*rest", movies)
+	api.Any("/movies", movies)
+	api.Any("/movies/*rest", movies)
 
-	e.POST("/api/billing", d.PostBilling)
-	e.POST("/api/billing/", d.PostBilling)
+	api.POST("/billing", d.PostBilling)
+	api.POST("/billing/", d.PostBilling)
 	if d.Docs != nil {
 		h := gin.WrapH(d.Docs)
 		e.GET(docs.SpecPath, h)

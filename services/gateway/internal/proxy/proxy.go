@@ -1,19 +1,23 @@
 // Package proxy forwards the movie API to the inventory service unchanged:
 // same method, path, query, headers and streamed body, and the inventory's
 // exact status, headers and body back. Only failures to get an answer are
-// the gateway's own, in the shared JSON error shape.
+// the gateway's own, in the shared JSON error shape, and so are the requests
+// it refuses to forward: a path with dot segments or encoded slashes (400),
+// a body over the limit (413), and a body the client cut short (400).
 package proxy
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +39,12 @@ type Config struct {
 	// MaxIdleConns is the idle keep-alive pool to the inventory. Go's
 	// default of 2 per host makes a busy proxy dial for most requests.
 	MaxIdleConns int
+	// MaxBodyBytes is the largest request body forwarded, inventory's own
+	// limit (web.MaxBodyBytes) in the gateway: a larger Content-Length gets
+	// 413 at once, and a chunked body is cut off with 413 once it passes
+	// the limit, so inventory never has to refuse one mid-upload. 0 = no
+	// limit.
+	MaxBodyBytes int64
 }
 
 // New returns the proxy handler. It is safe for concurrent use. It fails
@@ -87,11 +97,121 @@ func New(cfg Config, log *slog.Logger) (http.Handler, error) {
 		ErrorHandler: errorHandler(log),
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e := checkPath(r.URL); e != nil {
+			refuse(w, r, log, e)
+			return
+		}
+		limit := cfg.MaxBodyBytes
+		if limit > 0 && r.ContentLength > limit {
+			refuse(w, r, log, &errs.Error{Code: errs.TooLarge, Message: fmt.Sprintf("%v: limit is %d bytes", web.ErrTooLarge, limit)})
+			return
+		}
 		// Inventory echoes the request id it was sent; drop the gateway's
 		// copy so the client sees inventory's headers exactly, once.
 		w.Header().Del(web.RequestIDHeader)
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			b := &body{rc: r.Body, size: r.ContentLength}
+			if limit > 0 {
+				b.rc = http.MaxBytesReader(w, r.Body, limit)
+			}
+			r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, b))
+			r.Body = b
+		}
 		rp.ServeHTTP(w, r)
 	}), nil
+}
+
+// errPath is why checkPath refuses a path.
+var errPath = errors.New("path must not contain dot segments (. or ..) or encoded slashes (%2F, %5C)")
+
+// checkPath refuses a path that means different things to different
+// readers: a dot segment, plain or percent-encoded, which a server or a
+// client library may resolve out of /api/movies, or an encoded slash or
+// backslash, which the gateway routes as one segment and a server behind it
+// may decode into a separator. Both are checked before anything is
+// forwarded; the gateway's router neither cleans nor redirects paths, and
+// ReverseProxy forwards the raw path as the client sent it.
+func checkPath(u *url.URL) *errs.Error {
+	raw := strings.ToLower(u.EscapedPath())
+	if strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") {
+		return &errs.Error{Code: errs.InvalidPath, Message: errPath.Error()}
+	}
+	for seg := range strings.SplitSeq(u.Path, "/") {
+		if seg == "." || seg == ".." {
+			return &errs.Error{Code: errs.InvalidPath, Message: errPath.Error()}
+		}
+	}
+	return nil
+}
+
+// refuse answers a request the gateway does not forward. Its body, if any,
+// is left unread, so the connection is not reused.
+func refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger, e *errs.Error) {
+	log.Debug("request refused", "method", r.Method, "path", r.URL.EscapedPath(),
+		"request_id", r.Header.Get(web.RequestIDHeader), "code", e.Code)
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
+	web.WriteError(w, e)
+}
+
+// body is the client's request body as the transport reads it, remembering
+// how the reading ended: to tell a client that cut its body short (or sent
+// it too slowly, or past the limit) from an inventory that failed.
+type body struct {
+	rc   io.ReadCloser
+	size int64 // Content-Length; -1 when unknown
+
+	mu  sync.Mutex
+	n   int64
+	eof bool
+	err error // the first read error other than io.EOF
+}
+
+type bodyKey struct{}
+
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.mu.Lock()
+	b.n += int64(n)
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF):
+		b.eof = true
+	case b.err == nil:
+		b.err = err
+	}
+	b.mu.Unlock()
+	return n, err
+}
+
+func (b *body) Close() error { return b.rc.Close() }
+
+// fault is the client's share of a failure to proxy r: nil when its body,
+// if any, was fine.
+func fault(r *http.Request) *errs.Error {
+	b, ok := r.Context().Value(bodyKey{}).(*body)
+	if !ok {
+		return nil
+	}
+	b.mu.Lock()
+	err, complete := b.err, b.eof || (b.size > 0 && b.n >= b.size)
+	b.mu.Unlock()
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return &errs.Error{Code: errs.TooLarge, Message: fmt.Sprintf("%v: limit is %d bytes", web.ErrTooLarge, tooBig.Limit)}
+	case err != nil:
+		return &errs.Error{Code: errs.IncompleteBody, Message: web.ErrIncompleteBody.Error()}
+	case !complete && r.Context().Err() != nil:
+		// net/http cancels the request's context when reading the
+		// connection fails, and only the body was being read: the client
+		// half-closed (or dropped) the connection before its body ended.
+		// The transport may report that cancellation before the body
+		// read's own error reaches this wrapper.
+		return &errs.Error{Code: errs.IncompleteBody, Message: web.ErrIncompleteBody.Error()}
+	}
+	return nil
 }
 
 func parseNets(entries []string) ([]netip.Prefix, error) {
@@ -124,13 +244,21 @@ func isTrusted(nets []netip.Prefix, remoteAddr string) bool {
 }
 
 // errorHandler answers a failure to get inventory's response, logged here
-// once: client gone -> log only; otherwise classify's answer.
+// once: a client's faulty body -> 400 or 413, logged at debug (the client
+// may still be reading though it stopped sending); client gone -> log only;
+// otherwise classify's answer.
 func errorHandler(log *slog.Logger) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
 		if id := r.Header.Get(web.RequestIDHeader); id != "" {
 			w.Header().Set(web.RequestIDHeader, id)
 		}
 		attrs := []any{"method", r.Method, "path", r.URL.Path, "request_id", r.Header.Get(web.RequestIDHeader), "err", err.Error()}
+		if e := fault(r); e != nil {
+			log.Debug("client request body unusable, not proxied", append(attrs, "code", e.Code)...)
+			w.Header().Set("Connection", "close")
+			web.WriteError(w, e)
+			return
+		}
 		if web.ClientGone(r, err) {
 			log.Debug("client went away before inventory answered", attrs...)
 			return

@@ -70,7 +70,11 @@ func TestMigrateUpgradesLegacySchema(t *testing.T) {
 	}
 
 	s := moviedb.New(db)
-	pgtest.CheckUpgrade(t, db, []int64{0, 1},
+	fresh := pgtest.Open(t)
+	if err := moviedb.New(fresh).Migrate(ctx, nil); err != nil {
+		t.Fatalf("Migrate a new database: %v", err)
+	}
+	pgtest.CheckUpgrade(t, db, fresh,
 		func() []movieRow { return allMovies(t, db) },
 		func() error { return s.Migrate(ctx, nil) })
 

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"moviestream/pkg/config"
+)
+
+func TestConsumerConfigRefusesWhatTheBrokerWouldMisread(t *testing.T) {
+	tests := []struct {
+		name, prefetch, batch string
+		wantErr               string // "" when accepted
+	}{
+		{"defaults of .env", "2000", "500", ""},
+		{"batch equal to prefetch", "500", "500", ""},
+		{"prefetch above the 16-bit AMQP field", "70000", "500", `BILLING_PREFETCH="70000" is not an integer in 1..65535`},
+		{"prefetch 65536 would mean unlimited", "65536", "500", `BILLING_PREFETCH="65536" is not an integer in 1..65535`},
+		{"zero prefetch", "0", "500", `BILLING_PREFETCH="0" is not an integer in 1..65535`},
+		{"zero batch", "2000", "0", `BILLING_BATCH_SIZE="0" is not an integer in 1..65535`},
+		{"batch above prefetch", "400", "500", "BILLING_BATCH_SIZE=500 is above BILLING_PREFETCH=400"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for key, value := range map[string]string{
+				"RABBITMQ_HOST": "127.0.0.1", "RABBITMQ_PORT": "5672", "RABBITMQ_VHOST": "v",
+				"RABBITMQ_USER": "u", "RABBITMQ_PASSWORD": "p", "RABBITMQ_QUEUE": "q",
+				"BILLING_PREFETCH": tc.prefetch, "BILLING_BATCH_SIZE": tc.batch,
+			} {
+				t.Setenv(key, value)
+			}
+			var env config.Reader
+			cfg := consumerConfig(&env)
+			err := env.Err()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if cfg.Prefetch <= 0 || cfg.BatchSize <= 0 {
+					t.Errorf("accepted but not read: %+v", cfg)
+				}
+				return
+			}
+			if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Err() = %v, want ErrInvalid containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
