@@ -82,6 +82,23 @@ func (b *StatusBox) Get() Status {
 	return Status{Error: "not connected yet"}
 }
 
+// Dial opens one connection with heartbeats (a dead peer is noticed within
+// two of them), a 5s dial timeout and cfg.Name as the name the management
+// UI shows.
+func Dial(cfg Config) (*amqp.Connection, error) {
+	heartbeat := cfg.Heartbeat
+	if heartbeat <= 0 {
+		heartbeat = 10 * time.Second
+	}
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(cfg.Name)
+	return amqp.DialConfig(cfg.URL(), amqp.Config{
+		Heartbeat:  heartbeat,
+		Properties: props,
+		Dial:       amqp.DefaultDial(5 * time.Second),
+	})
+}
+
 // Session uses one live connection until the connection fails or ctx ends.
 // Returning nil with ctx still live also ends the session and redials.
 type Session func(ctx context.Context, conn *amqp.Connection) error
@@ -91,22 +108,10 @@ type Session func(ctx context.Context, conn *amqp.Connection) error
 // service started while RabbitMQ is down therefore waits instead of exiting.
 // It returns nil once ctx is done.
 func Supervise(ctx context.Context, cfg Config, log *slog.Logger, session Session) error {
-	heartbeat := cfg.Heartbeat
-	if heartbeat <= 0 {
-		heartbeat = 10 * time.Second
-	}
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(cfg.Name)
-	amqpCfg := amqp.Config{
-		Heartbeat:  heartbeat,
-		Properties: props,
-		Dial:       amqp.DefaultDial(5 * time.Second),
-	}
-
 	bo := backoff.New(250*time.Millisecond, 5*time.Second)
 	failures := 0
 	for ctx.Err() == nil {
-		conn, err := amqp.DialConfig(cfg.URL(), amqpCfg)
+		conn, err := Dial(cfg)
 		if err != nil {
 			failures++
 			// Log the first failure and then every tenth: an outage is visible

@@ -3,8 +3,10 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -232,4 +234,53 @@ func confirmChannel(t *testing.T, cfg broker.Config) *broker.ConfirmChannel {
 		t.Fatal(err)
 	}
 	return cc
+}
+
+// TestReturnedMessagesComeFirst pins the broker behaviour billing's crash
+// recovery relies on: messages a consumer held when its channel closed are
+// handed out again before messages published after them, and marked
+// redelivered. If a RabbitMQ upgrade changes this, billing's one-at-a-time
+// recovery no longer isolates a message that crashes it.
+func TestReturnedMessagesComeFirst(t *testing.T) {
+	t.Parallel()
+	cfg := brokertest.Config(t)
+	topo := brokertest.Topology(t, cfg)
+	if err := topo.Declare(brokertest.Channel(t, cfg)); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Publish(t, cfg, topo.Queue,
+		amqp.Publishing{MessageId: "held-1", Body: []byte("{}")},
+		amqp.Publishing{MessageId: "held-2", Body: []byte("{}")})
+
+	// A consumer takes both and dies without settling them.
+	crashed := brokertest.Channel(t, cfg)
+	if err := crashed.Qos(2, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	deliveries, err := crashed.Consume(topo.Queue, "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case <-deliveries:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the consumer got fewer than 2 messages")
+		}
+	}
+	brokertest.Publish(t, cfg, topo.Queue, amqp.Publishing{MessageId: "fresh", Body: []byte("{}")})
+	if err := crashed.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ch := brokertest.Channel(t, cfg)
+	var got []string
+	for range 3 {
+		d := brokertest.Get(t, ch, topo.Queue, 5*time.Second)
+		got = append(got, fmt.Sprintf("%s redelivered=%t", d.MessageId, d.Redelivered))
+	}
+	want := []string{"held-1 redelivered=true", "held-2 redelivered=true", "fresh redelivered=false"}
+	if !slices.Equal(got, want) {
+		t.Errorf("order after a consumer died = %q, want %q", got, want)
+	}
 }

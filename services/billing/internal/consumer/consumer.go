@@ -138,11 +138,29 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
 		return fmt.Errorf("consumer: qos: %w", err)
 	}
-	dlq, err := broker.NewConfirmChannel(conn)
+	// Dead-letter copies travel on a connection of their own: a resource
+	// alarm blocks a publishing connection entirely, and on the consuming
+	// one it would stall the acks of every order already written.
+	dlqCfg := c.cfg.Broker
+	dlqCfg.Name += "-dlq"
+	dlqConn, err := broker.Dial(dlqCfg)
+	if err != nil {
+		return fmt.Errorf("consumer: dead-letter connection: %w", err)
+	}
+	defer dlqConn.Close()
+	dlq, err := broker.NewConfirmChannel(dlqConn)
 	if err != nil {
 		return err
 	}
 	defer dlq.Close()
+	// If that connection dies, end the session: Supervise reconnects both.
+	dlqClosed := dlqConn.NotifyClose(make(chan *amqp.Error, 1))
+	go func() {
+		if e, ok := <-dlqClosed; ok && e != nil {
+			c.log.Warn("dead-letter connection lost, reconnecting", "err", e)
+			_ = ch.Close()
+		}
+	}()
 
 	// Nothing is taken from the queue while the database refuses writes: a
 	// message handed out and returned costs it one of its deliveries, so a

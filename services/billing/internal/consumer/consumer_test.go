@@ -726,3 +726,71 @@ func TestReusedKeyIsDeadLetteredWithItsReason(t *testing.T) {
 		}
 	}
 }
+
+// batchRecorder records the size of every batch saved.
+type batchRecorder struct {
+	*orderdb.Store
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (b *batchRecorder) Save(ctx context.Context, orders []order.Order) (order.Saved, error) {
+	b.mu.Lock()
+	b.sizes = append(b.sizes, len(orders))
+	b.mu.Unlock()
+	return b.Store.Save(ctx, orders)
+}
+
+// TestReturnedMessagesAreTakenOneAtATime: after a crash, the messages the
+// crashed consumer held come back first and billing writes them one per
+// transaction, so one that crashes billing is alone in flight; fresh
+// messages are then taken in batches again.
+func TestReturnedMessagesAreTakenOneAtATime(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	if err := r.topo.Declare(r.ch); err != nil {
+		t.Fatal(err)
+	}
+	const held = 5
+	var msgs []amqp.Publishing
+	for i := range held {
+		msgs = append(msgs, msg(fmt.Sprintf("returned-%d", i), valid))
+	}
+	brokertest.Publish(t, r.cfg, r.topo.Queue, msgs...)
+
+	// A consumer takes them all and dies without settling any.
+	crashed := brokertest.Channel(t, r.cfg)
+	if err := crashed.Qos(held, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := crashed.Consume(r.topo.Queue, "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range held {
+		<-ds
+	}
+	if err := crashed.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	rec := &batchRecorder{Store: orderdb.New(r.db)}
+	stop := r.start(t, rec)
+	testenv.WaitFor(t, 10*time.Second, "returned orders written", func() bool { return r.count(t, "true") == held })
+	var fresh []amqp.Publishing
+	for i := range 20 {
+		fresh = append(fresh, msg(fmt.Sprintf("fresh-%d", i), valid))
+	}
+	brokertest.Publish(t, r.cfg, r.topo.Queue, fresh...)
+	testenv.WaitFor(t, 10*time.Second, "fresh orders written", func() bool { return r.count(t, "true") == held+20 })
+	stop()
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.sizes) < held || slices.Max(rec.sizes[:held]) != 1 {
+		t.Errorf("batch sizes %v: want the %d returned messages written one per batch first", rec.sizes, held)
+	}
+	if len(rec.sizes) > held+10 {
+		t.Errorf("batch sizes %v: the fresh messages were not batched", rec.sizes)
+	}
+}
