@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -92,6 +93,30 @@ func TestMakeUpTwice(t *testing.T) {
 	}
 	if got := do(t, "GET", path, "", nil); got.Status != 200 {
 		t.Fatalf("movie created before the second make up: %d %s", got.Status, got.Body)
+	}
+	// PM2 runs this checkout's binaries, whatever ran before (another
+	// clone's make up leaves apps that startOrRestart alone would keep).
+	out, err := exec.Command("pm2", "jlist").Output()
+	if err != nil {
+		t.Fatalf("pm2 jlist: %v", err)
+	}
+	var apps []struct {
+		Name string `json:"name"`
+		Env  struct {
+			Exec string `json:"pm_exec_path"`
+		} `json:"pm2_env"`
+	}
+	if err := json.Unmarshal(out, &apps); err != nil {
+		t.Fatalf("pm2 jlist: %v", err)
+	}
+	want := map[string]string{}
+	for _, svc := range []string{"gateway", "inventory", "billing"} {
+		want[svc+"_app"] = filepath.Join(repoRoot, "bin", svc)
+	}
+	for _, a := range apps {
+		if w, ok := want[a.Name]; ok && a.Env.Exec != w {
+			t.Errorf("%s runs %s, want %s", a.Name, a.Env.Exec, w)
+		}
 	}
 }
 

@@ -41,7 +41,28 @@ for svc in "$@"; do
   mv -f -- "$BIN_DIR/.$svc.new" "$BIN_DIR/$svc"
 done
 
+# pm2_script NAME: the program PM2 runs as NAME, or nothing when PM2 has no
+# such app. (No jq: node is there whenever pm2 is.)
+pm2_script() {
+  # shellcheck disable=SC2016 # the JavaScript is single-quoted on purpose
+  pm2_run jlist 2>/dev/null | node -e '
+    let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+      let apps = []; try { apps = JSON.parse(s); } catch (e) {}
+      const a = apps.find((x) => x.name === process.argv[1]);
+      if (a) process.stdout.write(a.pm2_env.pm_exec_path || "");
+    });' "$1"
+}
+
 for svc in "$@"; do
+  # startOrRestart keeps an existing app's program and working directory:
+  # an app started from another checkout (or another bin dir) would go on
+  # running the old binary. Replace it instead.
+  want=$(realpath -m -- "$BIN_DIR/$svc")
+  have=$(pm2_script "${svc}_app" || true)
+  if [[ -n $have && $have != "$want" ]]; then
+    log "${svc}_app runs $have; replacing it with $want"
+    pm2_run delete "${svc}_app" >/dev/null
+  fi
   log "starting or restarting ${svc}_app"
   pm2_run startOrRestart "$SCRIPTS_DIR/ecosystem.config.js" --only "${svc}_app" --update-env
 done
