@@ -365,6 +365,10 @@ func contractStack(t *testing.T, c *contract) {
 	check(exchange{method: "GET", path: "/health", status: 200})
 	check(exchange{method: "POST", path: "/health", status: 405, code: "method_not_allowed"})
 	check(exchange{method: "GET", path: "/ready", status: 200})
+	for _, path := range []string{"/metadata", "/1.0/metadata"} {
+		wantMetadata(t, check(exchange{method: "GET", path: path, status: 200}), "gateway", "none")
+	}
+	check(exchange{method: "POST", path: "/metadata", status: 405, code: "method_not_allowed"})
 	r = check(exchange{method: "GET", path: "/openapi.yaml", status: 200})
 	if root, err := os.ReadFile(filepath.Join(repoRoot, "openapi.yaml")); err != nil || !bytes.Equal(r.Body, root) {
 		t.Errorf("GET /openapi.yaml is not the root openapi.yaml (%v): rebuild the gateway (make up)", err)
@@ -458,6 +462,23 @@ func contractFaults(t *testing.T, c *contract) {
 		c.check(t, keyed, ex)
 	}
 	c.check(t, keyed, exchange{method: "GET", path: "/api/movies/1", status: http.StatusBadGateway, code: "bad_gateway"})
+	wantMetadata(t, c.check(t, keyed, exchange{method: "GET", path: "/metadata", status: http.StatusOK}), "gateway", "api-key")
+}
+
+// wantMetadata checks a /metadata answer: every field a string, the
+// service's name and auth, API version 1.0, and a version from the build.
+func wantMetadata(t *testing.T, r response, name, auth string) {
+	t.Helper()
+	var m map[string]string // fails on a field that is not a string
+	r.json(t, &m)
+	if m["name"] != name || m["auth"] != auth || m["api_version"] != "1.0" {
+		t.Errorf("metadata = %v, want name %q, auth %q, api_version 1.0", m, name, auth)
+	}
+	for _, k := range []string{"version", "description", "repository"} {
+		if m[k] == "" {
+			t.Errorf("metadata: %s is empty: %v", k, m)
+		}
+	}
 }
 
 // startPrivateGateway builds the gateway and runs it on a free port with the
@@ -470,6 +491,8 @@ func startPrivateGateway(t *testing.T, env map[string]string) string {
 	}
 	port := testenv.FreePort(t)
 	env["GATEWAY_PORT"] = strconv.Itoa(port)
+	// Not the running stack's admin port.
+	env["GATEWAY_ADMIN_ADDR"] = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	gw := testinfra.StartService(t, dir, "gateway", envFile, env)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	testenv.WaitFor(t, 30*time.Second, "the private gateway answering GET /health", func() bool {

@@ -305,6 +305,10 @@ go_build() {
   if [[ -e $REPO_ROOT/.git ]] && ! quiet git -C "$REPO_ROOT" status --porcelain; then
     log "git cannot read $REPO_ROOT here: building with -buildvcs=false"
     flags+=(-buildvcs=false)
+  elif [[ -e $REPO_ROOT/.git ]]; then
+    # Asked for explicitly: a GOFLAGS=-buildvcs=false in the machine's go
+    # env would otherwise leave /metadata without a version.
+    flags+=(-buildvcs=true)
   fi
   (cd "$REPO_ROOT" && go build "${flags[@]}" "$@")
 }

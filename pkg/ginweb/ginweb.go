@@ -22,7 +22,11 @@ import (
 // path with the wrong method, JSON errors for unknown routes, request ids,
 // one log line per failed request, and a recovery that hides internals.
 // Only trustedProxies may set X-Forwarded-For; nil trusts nobody.
-func NewEngine(log *slog.Logger, trustedProxies []string) (*gin.Engine, error) {
+func NewEngine(log *slog.Logger, trustedProxies []string, opts ...Option) (*gin.Engine, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.RedirectTrailingSlash = false
@@ -30,6 +34,11 @@ func NewEngine(log *slog.Logger, trustedProxies []string) (*gin.Engine, error) {
 	e.HandleMethodNotAllowed = true
 	if err := e.SetTrustedProxies(trustedProxies); err != nil {
 		return nil, fmt.Errorf("ginweb: trusted proxies: %w", err)
+	}
+	if o.metrics != nil {
+		// First, so that it sees every request, unmatched ones and those
+		// a later middleware refuses or a panic ends included.
+		e.Use(Metrics(o.metrics))
 	}
 	e.Use(requestID(), logFailures(log), recovery(log))
 	e.NoRoute(func(c *gin.Context) {
@@ -40,6 +49,25 @@ func NewEngine(log *slog.Logger, trustedProxies []string) (*gin.Engine, error) {
 	})
 	e.GET(web.HealthPath, gin.WrapF(web.Health))
 	return e, nil
+}
+
+// Option changes how NewEngine sets up the engine.
+type Option func(*options)
+
+type options struct {
+	metrics *web.HTTPMetrics
+}
+
+// WithMetrics records every request the engine answers in m.
+func WithMetrics(m *web.HTTPMetrics) Option {
+	return func(o *options) { o.metrics = m }
+}
+
+// HandleMetadata serves m at web.MetadataPath and web.MetadataV1Path.
+func HandleMetadata(e *gin.Engine, m web.Metadata) {
+	h := gin.WrapF(web.MetadataHandler(m))
+	e.GET(web.MetadataPath, h)
+	e.GET(web.MetadataV1Path, h)
 }
 
 // Fail answers err through pkg/web's one status table, with domain as the

@@ -49,7 +49,7 @@ moviestream_http_requests_total{code="405",method="OTHER",route="unmatched",serv
 
 	// The admin listener serves them in the text format.
 	rec := httptest.NewRecorder()
-	web.AdminMux(nil, reg).ServeHTTP(rec, httptest.NewRequest("GET", web.MetricsPath, nil))
+	web.AdminMux(nil, reg, web.Metadata{}).ServeHTTP(rec, httptest.NewRequest("GET", web.MetricsPath, nil))
 	body, _ := io.ReadAll(rec.Body)
 	for _, s := range []string{`route="/api/movies/:id"`, "go_goroutines", "process_cpu_seconds_total"} {
 		if !strings.Contains(string(body), s) {

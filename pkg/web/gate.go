@@ -36,3 +36,9 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Retry-After", "1")
 	WriteError(w, &errs.Error{Code: errs.Unavailable, Message: g.message})
 }
+
+// Readiness reports for /ready whether the gate is open: body {"open":bool}.
+func (g *Gate) Readiness() (bool, any) {
+	open := g.open.Load()
+	return open, map[string]bool{"open": open}
+}

@@ -45,15 +45,26 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	defer pgdb.Close(db)
 	store := orderdb.New(db)
+	reg := web.NewRegistry()
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	if err := web.RegisterDB(reg, sqlDB, dbCfg.Name); err != nil {
+		return err
+	}
+	consumerCfg.Metrics = consumer.NewMetrics(reg)
 	c := consumer.New(consumerCfg, store, log)
+	meta := web.NewMetadata("billing", "moviestream's billing: consumes billing_queue and writes one order per message into PostgreSQL", "none")
 
 	g, ctx := errgroup.WithContext(ctx)
 
 	// Health first, so a supervisor sees the process alive while it waits
-	// for its dependencies; /ready tells whether it is consuming.
+	// for its dependencies; /ready tells whether it is consuming. The same
+	// port serves /metrics and /metadata.
 	g.Go(func() error {
 		addr := fmt.Sprintf(":%d", healthPort)
-		return web.ListenAndServe(ctx, web.ServerConfig{Addr: addr}, web.HealthMux(c.Readiness), log)
+		return web.ListenAndServe(ctx, web.ServerConfig{Addr: addr}, web.AdminMux(c.Readiness, reg, meta), log)
 	})
 
 	// Wait for the database rather than exit while it is down, then consume.

@@ -32,6 +32,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	var env config.Reader
 	port := env.Port("GATEWAY_PORT")
+	adminAddr := env.String("GATEWAY_ADMIN_ADDR")
 	inventoryURL := env.String("GATEWAY_INVENTORY_URL")
 	upstreamTimeout := env.Duration("GATEWAY_UPSTREAM_TIMEOUT")
 	publishTimeout := env.Duration("GATEWAY_PUBLISH_TIMEOUT")
@@ -46,12 +47,18 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil || target.Scheme == "" || target.Host == "" {
 		return fmt.Errorf("config: GATEWAY_INVENTORY_URL=%q is not an absolute URL", inventoryURL)
 	}
-	log.Info("starting", "port", port, "inventory", target.String(), "broker", brokerCfg.String(), "queue", topology.Queue,
-		"api_keys", len(apiKeys))
+	log.Info("starting", "port", port, "admin_addr", adminAddr, "inventory", target.String(), "broker", brokerCfg.String(),
+		"queue", topology.Queue, "api_keys", len(apiKeys))
 
 	// Infrastructure: the publisher connects (and reconnects) in the
 	// background; until it is connected, orders get 503 and movies still work.
 	publisher := broker.NewPublisher(brokerCfg, topology, 0, log)
+	reg := web.NewRegistry()
+	auth := "none"
+	if len(apiKeys) > 0 {
+		auth = "api-key"
+	}
+	meta := web.NewMetadata("gateway", "moviestream's public entry: proxies the movie API to inventory and publishes orders to RabbitMQ for billing", auth)
 
 	// Adapters.
 	movies, err := proxy.New(proxy.Config{
@@ -66,10 +73,12 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	handler, err := httpapi.New(httpapi.Deps{
 		Movies:      movies,
-		PostBilling: billingapi.New(publisher, publishTimeout).Post,
+		PostBilling: billingapi.New(publisher, publishTimeout, billingapi.NewMetrics(reg)).Post,
 		Ready:       publisher.Readiness,
 		Docs:        apiDocs,
 		APIKeys:     apiKeys,
+		Metrics:     web.NewHTTPMetrics(reg, "gateway"),
+		Metadata:    meta,
 	}, log, trusted)
 	if err != nil {
 		return err
@@ -77,9 +86,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 
 	// Serve until a signal. The publisher outlives the HTTP server: it stops
 	// only once in-flight requests, their publishes included, are finished.
+	// /metrics is only on the admin listener, never on the public port.
 	g, gctx := errgroup.WithContext(ctx)
 	pubCtx, stopPublisher := context.WithCancel(context.WithoutCancel(ctx))
 	g.Go(func() error { return publisher.Run(pubCtx) })
+	g.Go(func() error {
+		return web.ListenAndServe(gctx, web.ServerConfig{Addr: adminAddr}, web.AdminMux(publisher.Readiness, reg, meta), log)
+	})
 	g.Go(func() error {
 		defer stopPublisher()
 		return web.ListenAndServe(gctx, web.ServerConfig{Addr: fmt.Sprintf(":%d", port)}, handler, log)

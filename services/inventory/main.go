@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"moviestream/pkg/config"
+	"moviestream/pkg/ginweb"
 	"moviestream/pkg/lifecycle"
 	"moviestream/pkg/pgdb"
 	"moviestream/pkg/web"
@@ -29,12 +30,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	var env config.Reader
 	port := env.Port("INVENTORY_PORT")
+	adminAddr := env.String("INVENTORY_ADMIN_ADDR")
 	trusted := env.List("INVENTORY_TRUSTED_PROXIES")
 	dbCfg := pgdb.ConfigFromEnv(&env, "INVENTORY")
 	if err := env.Err(); err != nil {
 		return err
 	}
-	log.Info("starting", "port", port, "database", dbCfg.String())
+	log.Info("starting", "port", port, "admin_addr", adminAddr, "database", dbCfg.String())
 
 	// Infrastructure and domain; nothing touches the network yet.
 	db, err := pgdb.Open(dbCfg)
@@ -43,18 +45,31 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	defer pgdb.Close(db)
 	store := moviedb.New(db)
+	reg := web.NewRegistry()
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	if err := web.RegisterDB(reg, sqlDB, dbCfg.Name); err != nil {
+		return err
+	}
 
 	// Adapters. Until the database answers and the schema is in place, the
 	// gate answers 503 JSON to everything but /health: the process is
 	// alive, so a supervisor never marks it errored, but not ready.
-	handler, err := httpapi.New(store, log, trusted)
+	handler, err := httpapi.New(store, log, trusted, ginweb.WithMetrics(web.NewHTTPMetrics(reg, "inventory")))
 	if err != nil {
 		return err
 	}
 	gate := web.NewGate(handler, web.HealthPath, "movie storage is unavailable, retry later")
+	meta := web.NewMetadata("inventory", "moviestream's movie catalogue: a CRUD REST API over PostgreSQL", "none")
 
 	g, ctx := errgroup.WithContext(ctx)
 	// Serve until a signal; Serve drains in-flight requests before returning.
+	// /metrics and /metadata are on the admin listener only.
+	g.Go(func() error {
+		return web.ListenAndServe(ctx, web.ServerConfig{Addr: adminAddr}, web.AdminMux(gate.Readiness, reg, meta), log)
+	})
 	g.Go(func() error {
 		return web.ListenAndServe(ctx, web.ServerConfig{Addr: fmt.Sprintf(":%d", port)}, gate, log)
 	})

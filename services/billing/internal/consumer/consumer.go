@@ -47,6 +47,8 @@ type Config struct {
 	Linger time.Duration
 	// WriteTimeout bounds one attempt to write a batch; zero means 30s.
 	WriteTimeout time.Duration
+	// Metrics records commits, dead letters and state; nil records nothing.
+	Metrics *Metrics
 }
 
 // Consumer turns billing messages into orders.
@@ -123,7 +125,10 @@ func (c *Consumer) Readiness() (bool, any) {
 var errDeliveriesClosed = errors.New("delivery channel closed")
 
 func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
-	defer c.status.Set(broker.Status{Error: "reconnecting to rabbitmq"})
+	defer func() {
+		c.status.Set(broker.Status{Error: "reconnecting to rabbitmq"})
+		c.cfg.Metrics.setConnected(false)
+	}()
 
 	ch, err := conn.Channel()
 	if err != nil {
@@ -182,6 +187,7 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 		return fmt.Errorf("consumer: consume %q: %w", c.cfg.Topology.Queue, err)
 	}
 	c.status.Set(broker.Status{Connected: true})
+	c.cfg.Metrics.setConnected(true)
 	c.log.Info("consuming", "queue", c.cfg.Topology.Queue, "prefetch", c.cfg.Prefetch, "batch_size", c.cfg.BatchSize)
 
 	// Two stages: while one batch is being committed, the next is gathered.
@@ -362,12 +368,15 @@ func (c *Consumer) save(ctx context.Context, orders []order.Order) (order.Saved,
 	bo := backoff.New(100*time.Millisecond, 5*time.Second)
 	for {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.WriteTimeout)
+		start := time.Now()
 		saved, err := c.store.Save(wctx, orders)
+		took := time.Since(start)
 		cancel()
 		if err == nil || errors.Is(err, order.ErrRejected) {
 			// Either way the database took the statement and answered.
 			c.resume()
 			if err == nil {
+				c.cfg.Metrics.committed(len(orders), saved, took)
 				c.log.Debug("batch committed", "messages", len(orders), "inserted", saved.Inserted, "reused_keys", len(saved.Reused))
 			}
 			return saved, err
@@ -412,6 +421,7 @@ func (c *Consumer) hold(messages int, err error) {
 	c.writes.SQLState, c.writes.Error = code, err.Error()
 	c.writes.Attempts++
 	c.mu.Unlock()
+	c.cfg.Metrics.setHeld(true)
 	if first {
 		c.log.Warn("database unavailable, holding batch unacked", "messages", messages, "sqlstate", code, "err", err)
 	}
@@ -422,6 +432,7 @@ func (c *Consumer) resume() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	w := c.writes
+	c.cfg.Metrics.setHeld(false)
 	if !w.Since.IsZero() {
 		// Logged before /ready turns ready, so whoever sees ready finds the line.
 		c.log.Info("database writable again",
@@ -458,7 +469,9 @@ func (c *Consumer) isolate(ctx context.Context, dlq *broker.ConfirmChannel, orde
 // with the reason in a header, then acks the original. If the DLQ publish is
 // not confirmed, the message is rejected without requeue instead, and the
 // queue's dead-letter settings route it to the same DLQ (with x-death but
-// without our reason). Either way it is never redelivered in a loop.
+// without our reason). Either way it is never redelivered in a loop. Its
+// log lines carry the message's correlation_id (the gateway's request id)
+// as request_id, and the copy keeps it.
 func (c *Consumer) deadLetter(ctx context.Context, dlq *broker.ConfirmChannel, d amqp.Delivery, reason error) {
 	headers := amqp.Table{}
 	for k, v := range d.Headers {
@@ -482,22 +495,29 @@ func (c *Consumer) deadLetter(ctx context.Context, dlq *broker.ConfirmChannel, d
 		AppId:           d.AppId,
 		Body:            d.Body,
 	})
+	class := reasonOf(reason)
 	if err != nil {
-		c.log.Warn("dead-letter publish failed, rejecting instead", "message_id", d.MessageId, "err", err)
+		class = ReasonPublishFailed
+		c.log.Warn("dead-letter publish failed, rejecting instead",
+			"message_id", d.MessageId, "request_id", d.CorrelationId, "err", err)
 		if rerr := d.Reject(false); rerr != nil {
-			c.log.Warn("reject failed; the broker redelivers on reconnect", "message_id", d.MessageId, "err", rerr)
+			c.log.Warn("reject failed; the broker redelivers on reconnect",
+				"message_id", d.MessageId, "request_id", d.CorrelationId, "err", rerr)
 		}
 	} else {
 		c.ack(d)
 	}
-	c.log.Warn("message dead-lettered", "message_id", d.MessageId, "queue", c.cfg.Topology.DeadLetterQueue(), "reason", reason.Error())
+	c.cfg.Metrics.deadLetter(class)
+	c.log.Warn("message dead-lettered", "message_id", d.MessageId, "request_id", d.CorrelationId,
+		"queue", c.cfg.Topology.DeadLetterQueue(), "reason", reason.Error(), "reason_class", class)
 }
 
 // ack acknowledges one delivery. A failed ack means the channel is gone; the
 // broker redelivers the message and the idempotent insert skips it.
 func (c *Consumer) ack(d amqp.Delivery) {
 	if err := d.Ack(false); err != nil {
-		c.log.Debug("ack failed; message will be redelivered and deduplicated", "message_id", d.MessageId, "err", err)
+		c.log.Debug("ack failed; message will be redelivered and deduplicated",
+			"message_id", d.MessageId, "request_id", d.CorrelationId, "err", err)
 	}
 }
 

@@ -39,12 +39,14 @@ type Publisher interface {
 type Handler struct {
 	pub     Publisher
 	timeout time.Duration
+	metrics *Metrics
 }
 
 // New returns a handler publishing through pub, waiting at most timeout for
-// the broker's confirm.
-func New(pub Publisher, timeout time.Duration) *Handler {
-	return &Handler{pub: pub, timeout: timeout}
+// the broker's confirm, and recording each order's outcome in m (nil
+// records nothing).
+func New(pub Publisher, timeout time.Duration, m *Metrics) *Handler {
+	return &Handler{pub: pub, timeout: timeout, metrics: m}
 }
 
 type postedResponse struct {
@@ -55,22 +57,28 @@ type postedResponse struct {
 var errInvalidKey = errors.New("invalid " + IdempotencyKeyHeader + " header")
 
 // Post validates the order with the same rules billing applies, publishes
-// the compact JSON body and answers after the confirm.
+// the compact JSON body and answers after the confirm. The request's
+// X-Request-ID travels as the message's correlation_id, so billing's log
+// lines about the order carry the same id as the gateway's.
 func (h *Handler) Post(c *gin.Context) {
 	id, body, err := h.read(c)
 	if err != nil {
+		h.metrics.invalid()
 		ginweb.Fail(c, err, classify)
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
 	defer cancel()
+	start := time.Now()
 	err = h.pub.Publish(ctx, amqp.Publishing{
-		ContentType: "application/json",
-		MessageId:   id,
-		Timestamp:   time.Now().UTC(),
-		AppId:       "gateway",
-		Body:        body,
+		ContentType:   "application/json",
+		MessageId:     id,
+		CorrelationId: c.GetHeader(web.RequestIDHeader),
+		Timestamp:     start.UTC(),
+		AppId:         "gateway",
+		Body:          body,
 	})
+	h.metrics.published(err, time.Since(start))
 	if err != nil {
 		ginweb.Fail(c, err, classify)
 		return

@@ -72,7 +72,7 @@ func newEngine(t testing.TB, pub billingapi.Publisher, timeout time.Duration) *g
 	if err != nil {
 		t.Fatalf("engine: %v", err)
 	}
-	e.POST("/api/billing", billingapi.New(pub, timeout).Post)
+	e.POST("/api/billing", billingapi.New(pub, timeout, nil).Post)
 	return e
 }
 

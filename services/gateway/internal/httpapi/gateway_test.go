@@ -170,7 +170,7 @@ func newGateway(t *testing.T, keys []string, readTimeout time.Duration) *gateway
 	}
 	h, err := httpapi.New(httpapi.Deps{
 		Movies:      movies,
-		PostBilling: billingapi.New(g.pub, time.Second).Post,
+		PostBilling: billingapi.New(g.pub, time.Second, nil).Post,
 		Ready:       func() (bool, any) { return true, nil },
 		APIKeys:     keys,
 	}, log, nil)

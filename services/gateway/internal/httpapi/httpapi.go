@@ -24,15 +24,24 @@ type Deps struct {
 	// APIKeys, when not empty, are the keys one of which every request
 	// under /api other than GET, HEAD and OPTIONS must send in APIKeyHeader.
 	APIKeys []string
+	// Metrics, when not nil, records every request (the proxied ones too).
+	Metrics *web.HTTPMetrics
+	// Metadata is served at web.MetadataPath and web.MetadataV1Path.
+	Metadata web.Metadata
 }
 
 // New returns the gateway's HTTP handler.
 func New(d Deps, log *slog.Logger, trustedProxies []string) (http.Handler, error) {
-	e, err := ginweb.NewEngine(log, trustedProxies)
+	var opts []ginweb.Option
+	if d.Metrics != nil {
+		opts = append(opts, ginweb.WithMetrics(d.Metrics))
+	}
+	e, err := ginweb.NewEngine(log, trustedProxies, opts...)
 	if err != nil {
 		return nil, err
 	}
 	e.GET(web.ReadyPath, gin.WrapF(web.Ready(d.Ready)))
+	ginweb.HandleMetadata(e, d.Metadata)
 
 	api := e.Group("/api", requireAPIKey(d.APIKeys))
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"moviestream/pkg/errs"
 	"moviestream/pkg/ginweb"
@@ -119,11 +120,24 @@ func newGateway(t testing.TB, target string, timeout time.Duration) *httptest.Se
 // gin engine, behind its request-id, logging and recovery middleware.
 func newEngineGateway(t testing.TB, target string, timeout time.Duration) *httptest.Server {
 	t.Helper()
+	return newEngineGatewayWith(t, target, timeout)
+}
+
+// newMetricsGateway is newEngineGateway with the HTTP metrics middleware.
+func newMetricsGateway(t testing.TB, target string, timeout time.Duration) *httptest.Server {
+	t.Helper()
+	m := web.NewHTTPMetrics(prometheus.NewRegistry(), "gateway")
+	return newEngineGatewayWith(t, target, timeout, ginweb.WithMetrics(m))
+}
+
+// newEngineGatewayWith is newEngineGateway with opts for the engine.
+func newEngineGatewayWith(t testing.TB, target string, timeout time.Duration, opts ...ginweb.Option) *httptest.Server {
+	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatalf("parse %q: %v", target, err)
 	}
-	e, err := ginweb.NewEngine(discardLog(), nil)
+	e, err := ginweb.NewEngine(discardLog(), nil, opts...)
 	if err != nil {
 		t.Fatalf("engine: %v", err)
 	}
@@ -492,6 +506,7 @@ func TestProxyStreamsResponse(t *testing.T) {
 	}{
 		{name: "bare", new: newGateway},
 		{name: "engine", new: newEngineGateway},
+		{name: "engine-metrics", new: newMetricsGateway},
 	}
 	for _, m := range mounts {
 		t.Run(m.name, func(t *testing.T) {
@@ -643,6 +658,9 @@ func TestProxyConcurrentRequests(t *testing.T) {
 	}
 }
 
+// BenchmarkProxy measures the proxy alone ("bare"), mounted on the
+// gateway's gin engine ("engine"), and on the engine with the HTTP metrics
+// middleware ("engine-metrics"): the last two give the cost of metrics.
 func BenchmarkProxy(b *testing.B) {
 	body := []byte(`{"id":42,"title":"Alien","year":1979}`)
 	backend, conns := newCountingBackend(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -650,7 +668,13 @@ func BenchmarkProxy(b *testing.B) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
 	}))
-	gw := newGateway(b, backend.URL, 5*time.Second)
+	b.Run("bare", func(b *testing.B) { benchProxy(b, newGateway(b, backend.URL, 5*time.Second), body, conns) })
+	b.Run("engine", func(b *testing.B) { benchProxy(b, newEngineGateway(b, backend.URL, 5*time.Second), body, conns) })
+	b.Run("engine-metrics", func(b *testing.B) { benchProxy(b, newMetricsGateway(b, backend.URL, 5*time.Second), body, conns) })
+}
+
+func benchProxy(b *testing.B, gw *httptest.Server, body []byte, conns *atomic.Int64) {
+	conns.Store(0)
 	tr := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
 	b.Cleanup(tr.CloseIdleConnections)
 	client := &http.Client{Transport: tr, Timeout: clientTimeout}

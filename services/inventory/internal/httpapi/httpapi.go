@@ -54,9 +54,10 @@ func routes(e *gin.Engine, store movie.Store) {
 	}
 }
 
-// New returns the inventory's HTTP handler.
-func New(store movie.Store, log *slog.Logger, trustedProxies []string) (http.Handler, error) {
-	e, err := ginweb.NewEngine(log, trustedProxies)
+// New returns the inventory's HTTP handler; opts (ginweb.WithMetrics) go
+// to the engine.
+func New(store movie.Store, log *slog.Logger, trustedProxies []string, opts ...ginweb.Option) (http.Handler, error) {
+	e, err := ginweb.NewEngine(log, trustedProxies, opts...)
 	if err != nil {
 		return nil, err
 	}
