@@ -20,6 +20,13 @@ import (
 // function (also run in Cleanup).
 func (s *stack) lockOrders(t *testing.T) (release func()) {
 	t.Helper()
+	return s.lockOrdersIn(t, "SHARE")
+}
+
+// lockOrdersIn is lockOrders with another lock mode, e.g. ACCESS
+// EXCLUSIVE, which blocks reads of orders too.
+func (s *stack) lockOrdersIn(t *testing.T, mode string) (release func()) {
+	t.Helper()
 	cfg := s.pg.Admin
 	cfg.Name = s.billingDB.Name
 	db := s.pg.Open(t, cfg)
@@ -27,7 +34,7 @@ func (s *stack) lockOrders(t *testing.T) (release func()) {
 	if tx.Error != nil {
 		t.Fatalf("begin: %v", tx.Error)
 	}
-	if err := tx.Exec("LOCK TABLE orders IN SHARE MODE").Error; err != nil {
+	if err := tx.Exec("LOCK TABLE orders IN " + mode + " MODE").Error; err != nil {
 		t.Fatalf("lock orders: %v", err)
 	}
 	var once sync.Once

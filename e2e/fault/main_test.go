@@ -43,8 +43,9 @@ const (
 )
 
 var (
-	binDir  string // the service binaries, built once in TestMain
-	envFile string // the repository's .env, which the binaries read
+	binDir   string // the service binaries, built once in TestMain
+	envFile  string // the repository's .env, which the binaries read
+	repoRoot string // the repository, where a test builds an extra binary
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -59,6 +60,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	envFile, _ = filepath.Abs(envFile)
+	repoRoot = filepath.Dir(envFile)
 	dir, err := os.MkdirTemp("", "fault-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fault:", err)
@@ -146,6 +148,8 @@ func (s *stack) gatewayEnv() map[string]string {
 	env := s.brokerEnv()
 	env["GATEWAY_PORT"] = strconv.Itoa(s.gatewayPort)
 	env["GATEWAY_INVENTORY_URL"] = "http://127.0.0.1:" + strconv.Itoa(s.inventoryPort)
+	// The admin (/metrics) listener too: .env's address is the shared stack's.
+	env["GATEWAY_ADMIN_ADDR"] = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(s.t))
 	return env
 }
 
@@ -157,6 +161,7 @@ func (s *stack) inventoryEnv() map[string]string {
 		"INVENTORY_DB_NAME":     s.inventoryDB.Name,
 		"INVENTORY_DB_USER":     s.inventoryDB.User,
 		"INVENTORY_DB_PASSWORD": s.inventoryDB.Password,
+		"INVENTORY_ADMIN_ADDR":  "127.0.0.1:" + strconv.Itoa(testenv.FreePort(s.t)),
 	}
 }
 

@@ -228,3 +228,26 @@ func (p *Proc) CPUTime(tb testing.TB) time.Duration {
 	const ticksPerSecond = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / ticksPerSecond
 }
+
+// RSS is the resident memory of the current run in bytes (VmRSS in
+// /proc/<pid>/status, Linux).
+func (p *Proc) RSS(tb testing.TB) int64 {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+	if err != nil {
+		tb.Fatalf("%s: rss: %v", p.Name, err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			// "VmRSS:	   12345 kB"
+			f := strings.Fields(rest)
+			if len(f) == 2 && f[1] == "kB" {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return kb << 10
+				}
+			}
+		}
+	}
+	tb.Fatalf("%s: rss: no VmRSS line in /proc status:\n%s", p.Name, b)
+	return 0
+}

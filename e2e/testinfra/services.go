@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -18,16 +19,34 @@ var Services = []string{"gateway", "inventory", "billing"}
 // binary per service, named after it. It is meant for TestMain: build once,
 // run many times.
 func BuildServices(root, dir string, race bool, names ...string) error {
+	if len(names) == 0 {
+		names = Services
+	}
+	pkgs := make([]string, len(names))
+	for i, s := range names {
+		pkgs[i] = "./services/" + s
+	}
+	return Build(root, dir, race, nil, pkgs...)
+}
+
+// Build runs `go build` with the build tags given (none: a normal build)
+// for the main packages pkgs (relative to root, e.g.
+// "./services/billing/cmd/dlq") into dir, created if needed, one binary
+// per package, named after its last path element. A build with tags goes
+// into a directory of its own, so that its binaries keep their names:
+// e.g. billing built with -tags faultinject into dir/faultinject/billing.
+func Build(root, dir string, race bool, tags []string, pkgs ...string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	args := []string{"build", "-o", dir + string(os.PathSeparator)}
 	if race {
 		args = append(args, "-race")
 	}
-	if len(names) == 0 {
-		names = Services
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
 	}
-	for _, s := range names {
-		args = append(args, "./services/"+s)
-	}
+	args = append(args, pkgs...)
 	cmd := exec.Command("go", args...)
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
