@@ -12,6 +12,14 @@
 # RABBITMQ_NODENAME and the other RABBITMQ_* variables of the CLI tools pick
 # the node (scripts/test-topology.sh runs a private one).
 # The password reaches rabbitmqctl on stdin, never on a command line.
+# Listeners (docs/security.md): AMQP (RABBITMQ_PORT) and the management UI
+# (RABBITMQ_MANAGEMENT_PORT) on 127.0.0.1 with everything on one host; with
+# one role per host (MOVIESTREAM_TOPOLOGY=vms: billing-vm) AMQP on 127.0.0.1
+# plus BILLING_VM_IP, where gateway-vm publishes, and the management UI on
+# BILLING_VM_IP, where the host's browser opens it (the plugin takes one TCP
+# address); Erlang distribution on the loopback address of the node's host
+# name. A running node cannot change them: the script restarts the node when
+# they differ (services reconnect by themselves).
 set -euo pipefail
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 # shellcheck source=lib.sh
@@ -22,7 +30,7 @@ load_env
 require_env RABBITMQ_VHOST RABBITMQ_USER RABBITMQ_PASSWORD
 [[ $RABBITMQ_PASSWORD != *$'\n'* ]] || die "RABBITMQ_PASSWORD contains a newline"
 
-apt_install rabbitmq-server curl
+apt_install rabbitmq-server curl iproute2
 start_rabbitmq
 
 if quiet rabbitmq-plugins is_enabled rabbitmq_management; then
@@ -31,13 +39,94 @@ else
   rabbitmq-plugins enable rabbitmq_management
 fi
 
+# Where this node reads its conf.d files: RABBITMQ_CONFIG_FILES when set (a
+# private node: scripts/test-topology.sh points it at a conf.d directory in
+# its temp dir, next to that node's rabbitmq.conf), else Debian's
+# /etc/rabbitmq/conf.d. A private node (RABBITMQ_NODENAME set) without it is
+# refused, so that nothing for it is ever written to the host's /etc.
+if [[ -n ${RABBITMQ_CONFIG_FILES:-} ]]; then
+  conf_dir=$RABBITMQ_CONFIG_FILES
+  [[ -d $conf_dir ]] || die "RABBITMQ_CONFIG_FILES=$conf_dir: not a directory"
+elif [[ -n ${RABBITMQ_NODENAME:-} ]]; then
+  die "RABBITMQ_NODENAME=$RABBITMQ_NODENAME without RABBITMQ_CONFIG_FILES: a private node's conf.d would be the host's /etc/rabbitmq/conf.d"
+else
+  conf_dir=/etc/rabbitmq/conf.d
+fi
+
+# Listeners (see the header): written to a conf.d file; the node restarts
+# only when what it runs differs (rabbitmq-diagnostics listeners).
+require_env RABBITMQ_PORT RABBITMQ_MANAGEMENT_PORT
+amqp_ips=(127.0.0.1) mgmt_ip=127.0.0.1
+if [[ $(topology) == vms ]]; then
+  require_env BILLING_VM_IP
+  amqp_ips+=("$BILLING_VM_IP")
+  mgmt_ip=$BILLING_VM_IP
+fi
+# Distribution (rabbitmqctl's port, 25672) on the address the node's host
+# name resolves to, when that is a loopback address (127.0.0.1 here,
+# 127.0.1.1 on a Debian VM): the CLI tools resolve the same name.
+node_host=${RABBITMQ_NODENAME:-rabbit@$(hostname -s)}
+node_host=${node_host#*@}
+dist_ip=$(getent ahostsv4 "$node_host" | awk 'NR == 1 {print $1}') || dist_ip=
+[[ $dist_ip == 127.* ]] || {
+  log "warning: node host $node_host resolves to ${dist_ip:-nothing}, not loopback: Erlang distribution stays on every interface"
+  dist_ip=
+}
+listen_conf=$conf_dir/80-moviestream-listeners.conf
+listen_want=$(
+  printf '# Written by scripts/provision-rabbitmq.sh from .env (docs/security.md).\n'
+  # "default" replaces the listener of that name in rabbitmq.conf, if any.
+  printf 'listeners.tcp.default = 127.0.0.1:%s\n' "$RABBITMQ_PORT"
+  [[ ${#amqp_ips[@]} -lt 2 ]] || printf 'listeners.tcp.private = %s:%s\n' "${amqp_ips[1]}" "$RABBITMQ_PORT"
+  printf 'management.tcp.ip = %s\nmanagement.tcp.port = %s\n' "$mgmt_ip" "$RABBITMQ_MANAGEMENT_PORT"
+  [[ -z $dist_ip ]] || printf 'distribution.listener.interface = %s\n' "$dist_ip"
+)
+if [[ $(cat -- "$listen_conf" 2>/dev/null) != "$listen_want" ]]; then
+  mkdir -p -- "$conf_dir"
+  printf '%s\n' "$listen_want" >"$listen_conf"
+  chmod 0644 "$listen_conf"
+  log "wrote $listen_conf"
+fi
+# What the node listens on, from the kernel (ss): the local addresses of
+# the AMQP, management and (when dist_ip is set) distribution ports.
+# (rabbitmq-diagnostics listeners reports the plugins' HTTP listeners as
+# "::" whatever their address.)
+dist_port=$(rabbitmq-diagnostics -q listeners | sed -nE 's/.*port: ([0-9]+), protocol: clustering,.*/\1/p' | head -n 1)
+[[ -n $dist_port ]] || dist_port=$((RABBITMQ_PORT + 20000))
+listen_ports=("$RABBITMQ_PORT" "$RABBITMQ_MANAGEMENT_PORT")
+[[ -z $dist_ip ]] || listen_ports+=("$dist_port")
+listeners_now() {
+  local p
+  for p in "${listen_ports[@]}"; do
+    ss -ltnH "( sport = :$p )" | awk '{print $4}'
+  done | sort -u
+}
+listeners_want=$(
+  for ip in "${amqp_ips[@]}"; do printf '%s:%s\n' "$ip" "$RABBITMQ_PORT"; done
+  printf '%s:%s\n' "$mgmt_ip" "$RABBITMQ_MANAGEMENT_PORT"
+  [[ -z $dist_ip ]] || printf '%s:%s\n' "$dist_ip" "$dist_port"
+)
+listeners_want=$(sort -u <<<"$listeners_want")
+listeners_ok() { [[ $(listeners_now) == "$listeners_want" ]]; }
+node_down() { ! quiet rabbitmqctl status; }
+if ! listeners_ok; then
+  log "listeners differ from $listen_conf (running: $(listeners_now | paste -sd, -)): restarting the node"
+  rabbitmqctl stop
+  wait_for 60 node_down || die "RabbitMQ did not stop within 60 s"
+  start_rabbitmq
+  # The plugins' listeners start with the node; give them a moment.
+  wait_for 30 listeners_ok ||
+    die "after the restart RabbitMQ listens on $(listeners_now | paste -sd, -), want $(paste -sd, - <<<"$listeners_want")"
+fi
+log "RabbitMQ listens on: $(listeners_now | paste -sd, -)"
+
 # Metrics for Prometheus (scripts/provision-prometheus.sh): the
 # rabbitmq_prometheus plugin on 127.0.0.1:RABBITMQ_PROMETHEUS_PORT only. The
 # conf.d file keeps the listener across node restarts; the running node gets
 # the same setting before the plugin (re)starts, which never restarts the node.
 require_env RABBITMQ_PROMETHEUS_PORT
 [[ $RABBITMQ_PROMETHEUS_PORT =~ ^[0-9]+$ ]] || die "RABBITMQ_PROMETHEUS_PORT=$RABBITMQ_PROMETHEUS_PORT: not a port number"
-prom_conf=/etc/rabbitmq/conf.d/90-moviestream-prometheus.conf
+prom_conf=$conf_dir/90-moviestream-prometheus.conf
 prom_want=$(printf '# Written by scripts/provision-rabbitmq.sh from .env.\nprometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = %s\n' "$RABBITMQ_PROMETHEUS_PORT")
 if [[ $(cat -- "$prom_conf" 2>/dev/null) != "$prom_want" ]]; then
   mkdir -p -- "${prom_conf%/*}"
@@ -95,10 +184,10 @@ curl_user_config() {
 }
 management_ok() {
   curl_user_config | curl -fsS -o /dev/null --max-time 5 -K - \
-    "http://${RABBITMQ_HOST:-127.0.0.1}:${RABBITMQ_MANAGEMENT_PORT:-15672}/api/whoami" 2>/dev/null
+    "http://$mgmt_ip:$RABBITMQ_MANAGEMENT_PORT/api/whoami" 2>/dev/null
 }
 wait_for 60 management_ok ||
-  die "management API on port ${RABBITMQ_MANAGEMENT_PORT:-15672} does not accept user $RABBITMQ_USER"
+  die "management API at $mgmt_ip:$RABBITMQ_MANAGEMENT_PORT does not accept user $RABBITMQ_USER"
 prom_url="http://127.0.0.1:$RABBITMQ_PROMETHEUS_PORT/metrics"
 wait_for 30 http_ok "$prom_url" || die "rabbitmq_prometheus does not answer at $prom_url"
 log "vhost $RABBITMQ_VHOST and user $RABBITMQ_USER ready; management API and $prom_url answer"

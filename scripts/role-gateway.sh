@@ -4,7 +4,7 @@
 # With one role per host (MOVIESTREAM_TOPOLOGY=vms: gateway-vm) the gateway
 # finds inventory at http://INVENTORY_VM_IP:INVENTORY_PORT and RabbitMQ at
 # BILLING_VM_IP: this host overrides GATEWAY_INVENTORY_URL and RABBITMQ_HOST
-# (and puts GATEWAY_ADMIN_ADDR on GATEWAY_VM_IP for Prometheus on billing-vm)
+# (and adds GATEWAY_VM_IP to GATEWAY_ADMIN_ADDR for Prometheus on billing-vm)
 # (scripts/lib.sh write_host_env); on one host .env applies as it is. At the
 # end it reports, without failing, whether inventory and RabbitMQ are
 # reachable: their hosts may simply not be up yet.
@@ -27,10 +27,11 @@ inventory_url=$GATEWAY_INVENTORY_URL
 if [[ $mode == vms ]]; then
   require_env INVENTORY_VM_IP INVENTORY_PORT BILLING_VM_IP GATEWAY_VM_IP GATEWAY_ADMIN_ADDR
   inventory_url="http://$INVENTORY_VM_IP:$INVENTORY_PORT"
-  # The admin listener (/metrics) on the private address, where Prometheus
-  # on billing-vm scrapes it.
+  # The admin listener (/metrics) on loopback plus the private address,
+  # where Prometheus on billing-vm scrapes it (never the NAT interface).
+  admin_port=${GATEWAY_ADMIN_ADDR##*:}
   write_host_env gateway "GATEWAY_INVENTORY_URL=$inventory_url" "RABBITMQ_HOST=$BILLING_VM_IP" \
-    "GATEWAY_ADMIN_ADDR=$GATEWAY_VM_IP:${GATEWAY_ADMIN_ADDR##*:}"
+    "GATEWAY_ADMIN_ADDR=127.0.0.1:$admin_port,$GATEWAY_VM_IP:$admin_port"
 else
   write_host_env gateway
 fi

@@ -182,11 +182,14 @@ EOF
 
 # start_private_rabbitmq: a RabbitMQ node of its own inside billing-vm, with
 # every file in the temp dir; listeners on all the namespace's addresses and
-# guest loopback-only, as RabbitMQ's defaults on the VM. The management
-# plugin is left to provision-rabbitmq.sh, which enables it as on the VM.
+# guest loopback-only, as RabbitMQ's defaults on a fresh VM. The management
+# plugin and the listener addresses are left to provision-rabbitmq.sh, which
+# writes them into this node's conf.d ($dir/conf.d, named by
+# RABBITMQ_CONFIG_FILES, never the host's /etc/rabbitmq/conf.d) and restarts
+# the node, as on the VM.
 start_private_rabbitmq() {
   local dir=$tmp/rabbitmq
-  mkdir -p "$dir/mnesia" "$dir/log"
+  mkdir -p "$dir/mnesia" "$dir/log" "$dir/conf.d"
   cat >"$dir/rabbitmq.conf" <<EOF
 # scripts/test-topology.sh: RabbitMQ's defaults as on billing-vm.
 listeners.tcp.default = $RABBITMQ_PORT
@@ -197,7 +200,8 @@ EOF
   printf '# scripts/test-topology.sh: no settings from /etc/rabbitmq/rabbitmq-env.conf\n' >"$dir/rabbitmq-env.conf"
   chown -R rabbitmq:rabbitmq "$dir"
   rmq_env=(RABBITMQ_NODENAME="$RABBITMQ_TEST_NODE" RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf"
-    RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
+    RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" RABBITMQ_CONFIG_FILES="$dir/conf.d"
+    RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
     RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log")
   in_ns billing-vm env "${rmq_env[@]}" HOME=/var/lib/rabbitmq \
     runuser -u rabbitmq -- /usr/lib/rabbitmq/bin/rabbitmq-server >"$tmp/logs/rabbitmq-server.log" 2>&1 {lock_fd}>&- &

@@ -31,11 +31,7 @@ const reusedReason = "idempotency key reused with a different order"
 // and, once the constraint is gone, `dlq replay` brings it back as exactly
 // one order, however many copies are replayed.
 func TestDeadLetters(t *testing.T) {
-	s := newStack(t)
-	s.startBilling()
-	s.startGateway()
-	waitStatus(t, 30*time.Second, s.billingURL("/ready"), http.StatusOK)
-	waitStatus(t, 30*time.Second, s.gatewayURL("/ready"), http.StatusOK)
+	s := newReadyStack(t)
 
 	t.Run("idempotency key reused", func(t *testing.T) {
 		const key = "order-42"

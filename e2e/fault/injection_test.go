@@ -63,11 +63,7 @@ func TestFaultInjection(t *testing.T) {
 		}
 		total = n
 	}
-	s := newStack(t)
-	s.startBilling()
-	s.startGateway()
-	waitStatus(t, 30*time.Second, s.billingURL("/ready"), http.StatusOK)
-	waitStatus(t, 30*time.Second, s.gatewayURL("/ready"), http.StatusOK)
+	s := newReadyStack(t)
 
 	run := fmt.Sprintf("fi%d", time.Now().UnixNano()%1_000_000)
 	keys := make([]string, total)

@@ -98,6 +98,18 @@ type stack struct {
 // newStack starts a private PostgreSQL and RabbitMQ and provisions them as
 // the scripts provision the shared ones: a database and login role per
 // service, a vhost and an application user.
+// newReadyStack is newStack with billing and the gateway started and
+// ready (consuming and connected to RabbitMQ).
+func newReadyStack(t *testing.T) *stack {
+	t.Helper()
+	s := newStack(t)
+	s.startBilling()
+	s.startGateway()
+	waitStatus(t, 30*time.Second, s.billingURL("/ready"), http.StatusOK)
+	waitStatus(t, 30*time.Second, s.gatewayURL("/ready"), http.StatusOK)
+	return s
+}
+
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	s := &stack{t: t}

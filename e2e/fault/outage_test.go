@@ -28,11 +28,7 @@ const recoverLimit = 10 * time.Second
 // broker is back, 200 again within 10s and billing consumes again, with no
 // process restarted; every order answered 200 becomes a row.
 func TestBrokerOutage(t *testing.T) {
-	s := newStack(t)
-	s.startBilling()
-	s.startGateway()
-	waitStatus(t, 30*time.Second, s.billingURL("/ready"), http.StatusOK)
-	waitStatus(t, 30*time.Second, s.gatewayURL("/ready"), http.StatusOK)
+	s := newReadyStack(t)
 	gatewayPid, billingPid := s.gateway.Pid(), s.billing.Pid()
 
 	var accepted []string // keys answered 200

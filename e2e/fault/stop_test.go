@@ -20,11 +20,7 @@ import (
 // and acks only what it committed; whatever it did not commit stays in the
 // queue and becomes an order after the next start.
 func TestGracefulStopBilling(t *testing.T) {
-	s := newStack(t)
-	s.startBilling()
-	s.startGateway()
-	waitStatus(t, 30*time.Second, s.billingURL("/ready"), http.StatusOK)
-	waitStatus(t, 30*time.Second, s.gatewayURL("/ready"), http.StatusOK)
+	s := newReadyStack(t)
 	post := func(prefix string, n int) []string {
 		keys := make([]string, n)
 		for i := range keys {

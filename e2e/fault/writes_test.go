@@ -31,11 +31,7 @@ const refusalHold = 3 * time.Second
 // once, keeps its memory, and writes every order exactly once when the
 // refusal ends. No process is restarted.
 func TestDatabaseRefusesWrites(t *testing.T) {
-	s := newStack(t)
-	s.startBilling()
-	s.startGateway()
-	waitStatus(t, 30*time.Second, s.billingURL("/ready"), http.StatusOK)
-	waitStatus(t, 30*time.Second, s.gatewayURL("/ready"), http.StatusOK)
+	s := newReadyStack(t)
 	pid := s.billing.Pid()
 	rssBefore := s.billing.RSS(t)
 	role, dbName := s.billingDB.User, s.billingDB.Name

@@ -88,6 +88,9 @@ func StartRabbitMQ(tb testing.TB) *RabbitMQ {
 		"RABBITMQ_LOG_BASE="+filepath.Join(dir, "log"),
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "enabled_plugins"),
 		"RABBITMQ_CONFIG_FILE="+filepath.Join(dir, "rabbitmq.conf"),
+		// Its own (empty) conf.d: the host's /etc/rabbitmq/conf.d holds the
+		// shared node's listeners, which a private node must not take.
+		"RABBITMQ_CONFIG_FILES="+filepath.Join(dir, "conf.d"),
 		"RABBITMQ_PID_FILE="+filepath.Join(dir, "rabbitmq.pid"),
 		// Makes the script exec the Erlang VM instead of running it in the
 		// background of a shell, so the VM is this test's direct child and

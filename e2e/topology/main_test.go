@@ -10,8 +10,11 @@
 // does) becomes a row. Then the isolation: both PostgreSQL servers refuse
 // TCP from the other hosts and on their own VM address; guest cannot log in
 // to RabbitMQ from gateway-vm (it can on billing-vm's loopback: the
-// control), the application user can; no .env secret is in an override
-// file or a PM2 dump.
+// control), the application user can; every listening socket of a
+// namespace is on loopback or its own address (the gateway's public port
+// and epmd excepted) and gateway-vm cannot reach what billing-vm keeps to
+// itself (docs/security.md); no .env secret is in an override file or a
+// PM2 dump.
 //
 // The script starts the servers and runs the role scripts in the
 // namespaces, compiles this test (`go test -c -tags topology`), runs it on
@@ -28,6 +31,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"testing"
 
 	"moviestream/pkg/broker"
@@ -50,6 +54,10 @@ type settings struct {
 	guestPassword string
 
 	gatewayNS, inventoryNS, billingNS string
+
+	// Ports whose listeners and reachability checkListeners checks.
+	gatewayPort, billingHealthPort, rabbitPort, managementPort           int
+	rabbitPromPort, prometheusPort, gatewayAdminPort, inventoryAdminPort int
 
 	pm2Dir       string // one PM2_HOME per namespace: pm2Dir/<namespace>
 	hostEnvDir   string // one override directory per namespace, likewise
@@ -111,6 +119,10 @@ func load() (settings, error) {
 		rabbitLogDir:  r.String("TOPOLOGY_RABBITMQ_LOG_DIR"),
 		resultFile:    r.String("TOPOLOGY_RESULT_FILE"),
 	}
+	s.gatewayPort, s.billingHealthPort = r.Port("GATEWAY_PORT"), r.Port("BILLING_HEALTH_PORT")
+	s.rabbitPort, s.managementPort = r.Port("RABBITMQ_PORT"), r.Port("RABBITMQ_MANAGEMENT_PORT")
+	s.rabbitPromPort, s.prometheusPort = r.Port("RABBITMQ_PROMETHEUS_PORT"), r.Port("PROMETHEUS_PORT")
+	s.gatewayAdminPort, s.inventoryAdminPort = addrPort(&r, "GATEWAY_ADMIN_ADDR"), addrPort(&r, "INVENTORY_ADMIN_ADDR")
 	s.inventoryDB.Host, s.billingDB.Host, s.broker.Host = "127.0.0.1", "127.0.0.1", s.billingIP
 	s.inventoryDB.MaxOpenConns, s.billingDB.MaxOpenConns = 1, 1
 	s.gatewayURL = "http://" + net.JoinHostPort(s.gatewayIP, r.String("GATEWAY_PORT"))
@@ -121,6 +133,18 @@ func load() (settings, error) {
 		"RABBITMQ_PASSWORD":     s.broker.Password,
 	}
 	return s, r.Err()
+}
+
+// addrPort is the port of the host:port in key (.env's value: the role
+// scripts keep the port and change the addresses).
+func addrPort(r *config.Reader, key string) int {
+	v := r.String(key)
+	_, p, err := net.SplitHostPort(v)
+	n, perr := strconv.Atoi(p)
+	if v != "" && (err != nil || perr != nil) {
+		r.Invalid("%s=%q: not host:port", key, v)
+	}
+	return n
 }
 
 // check runs one check as a subtest and counts it for the summary line.

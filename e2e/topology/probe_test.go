@@ -28,16 +28,18 @@ import (
 // only, the command line by everyone.
 const probeVar = "TOPOLOGY_PROBE"
 
-// probe is one login attempt: SQL when PG is set, AMQP when AMQP is set. Its
-// verdict is one line: for SQL the first column of Query's first row, or
-// "refused" when the TCP connection is refused; for AMQP "accepted",
-// "refused" (the broker refused the login) or "unreachable". Anything else
-// is "error: ...".
+// probe is one login attempt: SQL when PG is set, AMQP when AMQP is set, a
+// bare TCP connection to host:port when TCP is set. Its verdict is one
+// line: for SQL the first column of Query's first row, or "refused" when
+// the TCP connection is refused; for AMQP "accepted", "refused" (the broker
+// refused the login) or "unreachable"; for TCP "open" or "refused".
+// Anything else is "error: ...".
 type probe struct {
 	PG    *pgdb.Config   `json:",omitempty"`
 	Query string         `json:",omitempty"`
 	Args  []any          `json:",omitempty"`
 	AMQP  *broker.Config `json:",omitempty"`
+	TCP   string         `json:",omitempty"`
 }
 
 // from returns the probe's verdict, tried from namespace ns, or from the
@@ -88,8 +90,22 @@ func (p probe) run() string {
 		return p.query()
 	case p.AMQP != nil:
 		return p.login()
+	case p.TCP != "":
+		return p.dial()
 	}
 	return "error: empty probe"
+}
+
+func (p probe) dial() string {
+	conn, err := net.DialTimeout("tcp", p.TCP, 5*time.Second)
+	switch {
+	case err == nil:
+		_ = conn.Close()
+		return "open"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	}
+	return "error: " + err.Error()
 }
 
 func (p probe) query() string {

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -33,6 +34,7 @@ func TestTopology(t *testing.T) {
 	walkBilling(t, runID)
 	checkPostgresIsolation(t)
 	checkRabbitMQLogins(t)
+	checkListeners(t)
 	checkConfigFiles(t)
 }
 
@@ -319,6 +321,75 @@ func checkRabbitMQLogins(t *testing.T) {
 		})
 	})
 	check(t, c.broker.User+" logs in from gateway-vm", login(c.gatewayNS, c.billingIP, c.broker, "accepted"))
+}
+
+// checkListeners: in each namespace every listening socket is on loopback
+// or that namespace's private address, never on every interface (a VM's
+// NAT interface), except the gateway's public port; then, from gateway-vm,
+// what billing-vm keeps to itself is refused, and what a peer needs is open.
+func checkListeners(t *testing.T) {
+	c := cfg
+	// epmd, Erlang's port mapper (started with the RabbitMQ node), binds
+	// every interface: it only tells node names and ports, and the
+	// distribution port itself is on loopback (provision-rabbitmq.sh).
+	// Restricting it needs ERL_EPMD_ADDRESS in epmd's own environment
+	// (docs/security.md).
+	const epmdPort = 4369
+	for _, ns := range []struct{ name, ip string }{
+		{c.gatewayNS, c.gatewayIP}, {c.inventoryNS, c.inventoryIP}, {c.billingNS, c.billingIP},
+	} {
+		check(t, ns.name+": every listener on loopback or "+ns.ip, func(t *testing.T) {
+			ls, err := testinfra.Listeners(ns.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ls) == 0 {
+				t.Fatal("no listener at all: ss saw nothing")
+			}
+			for _, l := range ls {
+				switch {
+				case l.Loopback() || l.Host == ns.ip:
+				case ns.name == c.gatewayNS && l.Port == c.gatewayPort:
+				case l.Port == epmdPort && l.Process == "epmd":
+				default:
+					t.Errorf("%s listens on %s", ns.name, l)
+				}
+			}
+			t.Logf("%s: %v", ns.name, ls)
+		})
+	}
+	tcp := func(ns, host string, port int, want string) func(t *testing.T) {
+		return func(t *testing.T) {
+			addr := net.JoinHostPort(host, strconv.Itoa(port))
+			if v := (probe{TCP: addr}).from(t, ns); v != want {
+				t.Fatalf("TCP from %s to %s: %s, want %s", ns, addr, v, want)
+			}
+		}
+	}
+	for _, p := range []struct {
+		what string
+		port int
+	}{
+		{"billing's health port", c.billingHealthPort},
+		{"the prometheus plugin", c.rabbitPromPort},
+		{"Prometheus", c.prometheusPort},
+	} {
+		check(t, fmt.Sprintf("%s cannot reach %s at %s:%d", c.gatewayNS, p.what, c.billingIP, p.port),
+			tcp(c.gatewayNS, c.billingIP, p.port, "refused"))
+	}
+	check(t, c.billingNS+" reaches billing's health port on its loopback (control)",
+		tcp(c.billingNS, "127.0.0.1", c.billingHealthPort, "open"))
+	// Intended: Prometheus on billing-vm scrapes the admin listeners at the
+	// VMs' private addresses; the gateway publishes to AMQP, the host's
+	// browser opens the management UI, the gateway calls inventory.
+	check(t, c.billingNS+" reaches inventory's admin port (Prometheus)",
+		tcp(c.billingNS, c.inventoryIP, c.inventoryAdminPort, "open"))
+	check(t, c.billingNS+" reaches the gateway's admin port (Prometheus)",
+		tcp(c.billingNS, c.gatewayIP, c.gatewayAdminPort, "open"))
+	check(t, c.gatewayNS+" reaches RabbitMQ's AMQP port", tcp(c.gatewayNS, c.billingIP, c.rabbitPort, "open"))
+	check(t, "the host reaches the management UI at "+c.billingIP, tcp("", c.billingIP, c.managementPort, "open"))
+	check(t, "RabbitMQ's AMQP port answers on billing-vm's loopback",
+		tcp(c.billingNS, "127.0.0.1", c.rabbitPort, "open"))
 }
 
 func logsContain(pattern, s string) bool {

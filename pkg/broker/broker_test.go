@@ -113,11 +113,8 @@ func TestPublishNackedIsAnError(t *testing.T) {
 func TestPublishUnroutableIsAnError(t *testing.T) {
 	t.Parallel()
 	cfg := brokertest.Config(t)
-	topo := brokertest.Topology(t, cfg)
+	topo, _ := brokertest.Declared(t, cfg)
 	cc := confirmChannel(t, cfg)
-	if err := topo.Declare(brokertest.Channel(t, cfg)); err != nil {
-		t.Fatal(err)
-	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -176,11 +173,7 @@ func TestConfigURLEscapesAndStringHidesPassword(t *testing.T) {
 func TestDeliveryLimitDeadLetters(t *testing.T) {
 	t.Parallel()
 	cfg := brokertest.Config(t)
-	topo := brokertest.Topology(t, cfg)
-	ch := brokertest.Channel(t, cfg)
-	if err := topo.Declare(ch); err != nil {
-		t.Fatalf("declare: %v", err)
-	}
+	topo, ch := brokertest.Declared(t, cfg)
 	brokertest.Publish(t, cfg, topo.Queue, amqp.Publishing{MessageId: "keeps-failing", Body: []byte("{}")})
 
 	deliveries, dead := 0, false
@@ -244,10 +237,7 @@ func confirmChannel(t *testing.T, cfg broker.Config) *broker.ConfirmChannel {
 func TestReturnedMessagesComeFirst(t *testing.T) {
 	t.Parallel()
 	cfg := brokertest.Config(t)
-	topo := brokertest.Topology(t, cfg)
-	if err := topo.Declare(brokertest.Channel(t, cfg)); err != nil {
-		t.Fatal(err)
-	}
+	topo, _ := brokertest.Declared(t, cfg)
 	brokertest.Publish(t, cfg, topo.Queue,
 		amqp.Publishing{MessageId: "held-1", Body: []byte("{}")},
 		amqp.Publishing{MessageId: "held-2", Body: []byte("{}")})

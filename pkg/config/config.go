@@ -11,6 +11,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -179,6 +180,48 @@ func (r *Reader) List(key string) []string {
 		}
 	}
 	return out
+}
+
+// Hosts returns a required comma-separated list of IP addresses, the
+// interfaces a server binds to (BIND variables): "127.0.0.1,192.168.56.11".
+// "0.0.0.0" or "::" means every interface; a host name is refused, so that
+// what a service binds to is exactly what the file says.
+func (r *Reader) Hosts(key string) []string {
+	if r.String(key) == "" {
+		return nil
+	}
+	hosts := r.List(key)
+	for _, h := range hosts {
+		if net.ParseIP(h) == nil {
+			r.bad = append(r.bad, fmt.Sprintf("%s: %q is not an IP address", key, h))
+			return nil
+		}
+	}
+	if len(hosts) == 0 {
+		r.missing = append(r.missing, key)
+	}
+	return hosts
+}
+
+// Addrs returns a required comma-separated list of listen addresses, each
+// IP:port: "127.0.0.1:9111,192.168.56.11:9111".
+func (r *Reader) Addrs(key string) []string {
+	if r.String(key) == "" {
+		return nil
+	}
+	addrs := r.List(key)
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		n, perr := strconv.Atoi(port)
+		if err != nil || net.ParseIP(host) == nil || perr != nil || n < 1 || n > 65535 {
+			r.bad = append(r.bad, fmt.Sprintf("%s: %q is not IP:port", key, a))
+			return nil
+		}
+	}
+	if len(addrs) == 0 {
+		r.missing = append(r.missing, key)
+	}
+	return addrs
 }
 
 // ErrInvalid is wrapped by every error Err returns.

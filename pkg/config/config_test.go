@@ -202,3 +202,38 @@ func TestReaderInvalidIsReportedWithTheRest(t *testing.T) {
 		}
 	}
 }
+
+func TestReaderHostsAndAddrs(t *testing.T) {
+	tests := []struct {
+		name, value string
+		hosts       []string // want from Hosts; nil with wantErr
+		addrs       []string // want from Addrs
+		hostsErr    bool
+		addrsErr    bool
+	}{
+		{name: "one host", value: "127.0.0.1", hosts: []string{"127.0.0.1"}, addrsErr: true},
+		{name: "loopback and private", value: "127.0.0.1, 192.168.56.11", hosts: []string{"127.0.0.1", "192.168.56.11"}, addrsErr: true},
+		{name: "a host name is refused", value: "localhost", hostsErr: true, addrsErr: true},
+		{name: "addresses", value: "127.0.0.1:9111,[::1]:9111", hostsErr: true, addrs: []string{"127.0.0.1:9111", "[::1]:9111"}},
+		{name: "bad port", value: "127.0.0.1:99999", hostsErr: true, addrsErr: true},
+		{name: "empty is missing", value: " , ", hostsErr: true, addrsErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("CFG_TEST_BIND", tc.value)
+			var hr, ar config.Reader
+			if diff := cmp.Diff(tc.hosts, hr.Hosts("CFG_TEST_BIND")); !tc.hostsErr && diff != "" {
+				t.Errorf("Hosts (-want +got):\n%s", diff)
+			}
+			if err := hr.Err(); (err != nil) != tc.hostsErr || (err != nil && !strings.Contains(err.Error(), "CFG_TEST_BIND")) {
+				t.Errorf("Hosts error = %v, want error %v naming the key", err, tc.hostsErr)
+			}
+			if diff := cmp.Diff(tc.addrs, ar.Addrs("CFG_TEST_BIND")); !tc.addrsErr && diff != "" {
+				t.Errorf("Addrs (-want +got):\n%s", diff)
+			}
+			if err := ar.Err(); (err != nil) != tc.addrsErr || (err != nil && !strings.Contains(err.Error(), "CFG_TEST_BIND")) {
+				t.Errorf("Addrs error = %v, want error %v naming the key", err, tc.addrsErr)
+			}
+		})
+	}
+}

@@ -12,16 +12,23 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"moviestream/pkg/config"
 )
 
-// Run calls run with a context that a stop signal cancels and a logger for
-// service, logs how it ended, and returns the process exit code: 0 for a
-// clean stop, 1 when run failed. The error is logged here, once.
+// Run loads the .env file (config.Load), then calls run with a context
+// that a stop signal cancels and a logger for service, logs how it ended,
+// and returns the process exit code: 0 for a clean stop, 1 when loading or
+// run failed. The error is logged here, once.
 func Run(service string, run func(ctx context.Context, log *slog.Logger) error) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("service", service)
-	if err := run(ctx, log); err != nil {
+	err := config.Load()
+	if err == nil {
+		err = run(ctx, log)
+	}
+	if err != nil {
 		log.Error(service+" stopped", "err", err)
 		return 1
 	}

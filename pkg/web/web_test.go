@@ -179,6 +179,66 @@ func TestServeDrainsInFlightRequestsOnShutdown(t *testing.T) {
 	}
 }
 
+// One handler on two listeners (loopback plus another address on a VM):
+// both answer, and one signal stops both, draining what is in flight.
+func TestListenAndServeOnSeveralAddresses(t *testing.T) {
+	t.Parallel()
+	// Two free ports on two loopback addresses, then released for the server.
+	var addrs []string
+	for _, host := range []string{"127.0.0.1", "127.0.0.2"} {
+		ln, err := net.Listen("tcp", host+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		ln.Close()
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() { served <- web.ListenAndServe(ctx, web.ServerConfig{Addrs: addrs}, h, log) }()
+	for _, addr := range addrs {
+		var body string
+		deadline := time.Now().Add(10 * time.Second)
+		for body != "ok" && time.Now().Before(deadline) {
+			if resp, err := http.Get("http://" + addr); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				body = string(b)
+			} else {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if body != "ok" {
+			t.Fatalf("%s did not answer", addr)
+		}
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatalf("ListenAndServe: %v", err)
+	}
+	for _, addr := range addrs {
+		if conn, err := net.Dial("tcp", addr); err == nil {
+			conn.Close()
+			t.Errorf("%s still accepts after shutdown", addr)
+		}
+	}
+}
+
+func TestListenFailsNamingTheAddressAndClosesTheOthers(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	_, err = web.Listen([]string{"127.0.0.1:0", busy.Addr().String()})
+	if err == nil || !strings.Contains(err.Error(), busy.Addr().String()) {
+		t.Fatalf("Listen = %v, want an error naming %s", err, busy.Addr())
+	}
+}
+
 func TestGateAnswers503UntilOpenExceptLiveness(t *testing.T) {
 	t.Parallel()
 	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "next") })

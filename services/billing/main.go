@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 
@@ -24,18 +23,16 @@ func main() {
 }
 
 func run(ctx context.Context, log *slog.Logger) error {
-	// Configuration.
-	if err := config.Load(); err != nil {
-		return err
-	}
+	// Configuration (lifecycle.Run loaded .env).
 	var env config.Reader
 	healthPort := env.Port("BILLING_HEALTH_PORT")
+	healthBind := env.Hosts("BILLING_HEALTH_BIND")
 	dbCfg := pgdb.ConfigFromEnv(&env, "BILLING")
 	consumerCfg := consumerConfig(&env)
 	if err := env.Err(); err != nil {
 		return err
 	}
-	log.Info("starting", "health_port", healthPort, "database", dbCfg.String(),
+	log.Info("starting", "health_port", healthPort, "health_bind", healthBind, "database", dbCfg.String(),
 		"broker", consumerCfg.Broker.String(), "queue", consumerCfg.Topology.Queue)
 
 	// Infrastructure and domain; nothing touches the network yet.
@@ -63,8 +60,8 @@ func run(ctx context.Context, log *slog.Logger) error {
 	// for its dependencies; /ready tells whether it is consuming. The same
 	// port serves /metrics and /metadata.
 	g.Go(func() error {
-		addr := fmt.Sprintf(":%d", healthPort)
-		return web.ListenAndServe(ctx, web.ServerConfig{Addr: addr}, web.AdminMux(c.Readiness, reg, meta), log)
+		addrs := web.HostPorts(healthBind, healthPort)
+		return web.ListenAndServe(ctx, web.ServerConfig{Addrs: addrs}, web.AdminMux(c.Readiness, reg, meta), log)
 	})
 
 	// Wait for the database rather than exit while it is down, then consume.

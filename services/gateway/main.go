@@ -26,13 +26,10 @@ func main() {
 }
 
 func run(ctx context.Context, log *slog.Logger) error {
-	// Configuration.
-	if err := config.Load(); err != nil {
-		return err
-	}
+	// Configuration (lifecycle.Run loaded .env).
 	var env config.Reader
 	port := env.Port("GATEWAY_PORT")
-	adminAddr := env.String("GATEWAY_ADMIN_ADDR")
+	adminAddrs := env.Addrs("GATEWAY_ADMIN_ADDR")
 	inventoryURL := env.String("GATEWAY_INVENTORY_URL")
 	upstreamTimeout := env.Duration("GATEWAY_UPSTREAM_TIMEOUT")
 	publishTimeout := env.Duration("GATEWAY_PUBLISH_TIMEOUT")
@@ -47,7 +44,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil || target.Scheme == "" || target.Host == "" {
 		return fmt.Errorf("config: GATEWAY_INVENTORY_URL=%q is not an absolute URL", inventoryURL)
 	}
-	log.Info("starting", "port", port, "admin_addr", adminAddr, "inventory", target.String(), "broker", brokerCfg.String(),
+	log.Info("starting", "port", port, "admin_addr", adminAddrs, "inventory", target.String(), "broker", brokerCfg.String(),
 		"queue", topology.Queue, "api_keys", len(apiKeys))
 
 	// Infrastructure: the publisher connects (and reconnects) in the
@@ -91,11 +88,11 @@ func run(ctx context.Context, log *slog.Logger) error {
 	pubCtx, stopPublisher := context.WithCancel(context.WithoutCancel(ctx))
 	g.Go(func() error { return publisher.Run(pubCtx) })
 	g.Go(func() error {
-		return web.ListenAndServe(gctx, web.ServerConfig{Addr: adminAddr}, web.AdminMux(publisher.Readiness, reg, meta), log)
+		return web.ListenAndServe(gctx, web.ServerConfig{Addrs: adminAddrs}, web.AdminMux(publisher.Readiness, reg, meta), log)
 	})
 	g.Go(func() error {
 		defer stopPublisher()
-		return web.ListenAndServe(gctx, web.ServerConfig{Addr: fmt.Sprintf(":%d", port)}, handler, log)
+		return web.ListenAndServe(gctx, web.ServerConfig{Addrs: []string{fmt.Sprintf(":%d", port)}}, handler, log)
 	})
 	return g.Wait()
 }

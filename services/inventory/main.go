@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 
@@ -24,19 +23,17 @@ func main() {
 }
 
 func run(ctx context.Context, log *slog.Logger) error {
-	// Configuration.
-	if err := config.Load(); err != nil {
-		return err
-	}
+	// Configuration (lifecycle.Run loaded .env).
 	var env config.Reader
 	port := env.Port("INVENTORY_PORT")
-	adminAddr := env.String("INVENTORY_ADMIN_ADDR")
+	bind := env.Hosts("INVENTORY_BIND")
+	adminAddrs := env.Addrs("INVENTORY_ADMIN_ADDR")
 	trusted := env.List("INVENTORY_TRUSTED_PROXIES")
 	dbCfg := pgdb.ConfigFromEnv(&env, "INVENTORY")
 	if err := env.Err(); err != nil {
 		return err
 	}
-	log.Info("starting", "port", port, "admin_addr", adminAddr, "database", dbCfg.String())
+	log.Info("starting", "port", port, "bind", bind, "admin_addr", adminAddrs, "database", dbCfg.String())
 
 	// Infrastructure and domain; nothing touches the network yet.
 	db, err := pgdb.Open(dbCfg)
@@ -68,10 +65,10 @@ func run(ctx context.Context, log *slog.Logger) error {
 	// Serve until a signal; Serve drains in-flight requests before returning.
 	// /metrics and /metadata are on the admin listener only.
 	g.Go(func() error {
-		return web.ListenAndServe(ctx, web.ServerConfig{Addr: adminAddr}, web.AdminMux(gate.Readiness, reg, meta), log)
+		return web.ListenAndServe(ctx, web.ServerConfig{Addrs: adminAddrs}, web.AdminMux(gate.Readiness, reg, meta), log)
 	})
 	g.Go(func() error {
-		return web.ListenAndServe(ctx, web.ServerConfig{Addr: fmt.Sprintf(":%d", port)}, gate, log)
+		return web.ListenAndServe(ctx, web.ServerConfig{Addrs: web.HostPorts(bind, port)}, gate, log)
 	})
 	// Wait for the database with backoff instead of exiting, then open.
 	g.Go(func() error {

@@ -162,3 +162,15 @@ func StartPublisher(tb testing.TB, cfg broker.Config, topo broker.Topology) *bro
 	testenv.WaitFor(tb, 10*time.Second, "publisher connected", func() bool { return p.Status().Connected })
 	return p
 }
+
+// Declared returns a topology of the test's own, declared on the broker as
+// the services declare it, and a channel for the test to inspect it with.
+func Declared(tb testing.TB, cfg broker.Config) (broker.Topology, *amqp.Channel) {
+	tb.Helper()
+	topo := Topology(tb, cfg)
+	ch := Channel(tb, cfg)
+	if err := topo.Declare(ch); err != nil {
+		tb.Fatalf("declare %s: %v", topo.Queue, err)
+	}
+	return topo, ch
+}

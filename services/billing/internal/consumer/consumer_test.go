@@ -43,11 +43,7 @@ type rig struct {
 func newRig(tb testing.TB) *rig {
 	tb.Helper()
 	cfg := brokertest.Config(tb)
-	topo := brokertest.Topology(tb, cfg)
-	ch := brokertest.Channel(tb, cfg)
-	if err := topo.Declare(ch); err != nil {
-		tb.Fatalf("declare: %v", err)
-	}
+	topo, ch := brokertest.Declared(tb, cfg)
 	dbCfg := pgtest.NewDatabase(tb)
 	db := openDB(tb, dbCfg)
 	if err := orderdb.New(db).Migrate(context.Background(), nil); err != nil {
@@ -339,37 +335,6 @@ func TestStopWithHeldBatchDoesNotAckItWithTheNextBatch(t *testing.T) {
 	}
 }
 
-// logBuffer collects a consumer's log lines for the test to count.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// count returns how many lines contain substr.
-func (l *logBuffer) count(substr string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for line := range strings.Lines(l.b.String()) {
-		if strings.Contains(line, substr) {
-			n++
-		}
-	}
-	return n
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // readiness is what billing's /ready serves, decoded strictly so that a
 // change of shape fails the test.
 type readiness struct {
@@ -517,7 +482,7 @@ func TestWritesRefusedByTheDatabaseAreHeldUntilItTakesThem(t *testing.T) {
 				t.Fatal(err)
 			}
 			sqlDB.SetMaxIdleConns(0) // every statement on a new session: ALTER DATABASE reaches it
-			logs := &logBuffer{}
+			logs := &testenv.LogBuffer{}
 			log := slog.New(slog.NewTextHandler(logs, nil)) // info and above, as in production
 			c, stop := r.run(t, orderdb.New(pool), consumer.Config{WriteTimeout: tt.writeTimeout}, log)
 			if got := readyOf(t, c); !got.Ready || !got.Database.Writable {
@@ -552,7 +517,7 @@ func TestWritesRefusedByTheDatabaseAreHeldUntilItTakesThem(t *testing.T) {
 			if d := brokertest.Depth(t, r.ch, r.topo.Queue); d != 0 {
 				t.Errorf("%d messages ready in the queue while held, want 0 (all held by billing, none requeued)", d)
 			}
-			if w, h := logs.count("level=WARN"), logs.count("holding batch unacked"); w > 2 || h != 1 {
+			if w, h := logs.Count("level=WARN"), logs.Count("holding batch unacked"); w > 2 || h != 1 {
 				t.Errorf("after %d attempts: %d warnings, %d hold lines; want at most 2 and exactly 1:\n%s", db.Attempts, w, h, logs)
 			}
 			// An attempt cut by WriteTimeout is cancelled on the server too:
@@ -565,7 +530,7 @@ func TestWritesRefusedByTheDatabaseAreHeldUntilItTakesThem(t *testing.T) {
 			if waiting > 1 {
 				t.Errorf("%d sessions waiting for a lock after %d attempts, want at most 1", waiting, db.Attempts)
 			}
-			if e := logs.count("level=ERROR"); e != 0 {
+			if e := logs.Count("level=ERROR"); e != 0 {
 				t.Errorf("%d error lines while held, want 0:\n%s", e, logs)
 			}
 
@@ -577,7 +542,7 @@ func TestWritesRefusedByTheDatabaseAreHeldUntilItTakesThem(t *testing.T) {
 				got := readyOf(t, c)
 				return got.Ready && got.Database == consumer.WriteStatus{Writable: true}
 			})
-			if l := logs.count("database writable again"); l != 1 {
+			if l := logs.Count("database writable again"); l != 1 {
 				t.Errorf("%d resume lines, want 1:\n%s", l, logs)
 			}
 			stop()
@@ -590,7 +555,7 @@ func TestWritesRefusedByTheDatabaseAreHeldUntilItTakesThem(t *testing.T) {
 			if d := brokertest.Depth(t, r.ch, r.topo.Queue); d != 0 {
 				t.Errorf("%d messages back in the queue after stop, want 0 (all acked)", d)
 			}
-			if w := logs.count("level=WARN"); w > 2 {
+			if w := logs.Count("level=WARN"); w > 2 {
 				t.Errorf("%d warnings in all, want at most 2:\n%s", w, logs)
 			}
 		})
@@ -607,7 +572,7 @@ func TestOrdersRejectedByTheDatabaseAreDeadLetteredAlone(t *testing.T) {
 	r := newRig(t)
 	mustExec(t, r.db, `ALTER TABLE orders ADD CONSTRAINT test_refused CHECK (user_id <> 'refused')`)
 	mustExec(t, r.db, `ALTER TABLE orders ADD CONSTRAINT test_div CHECK (number_of_items / CASE WHEN user_id = 'div-zero' THEN 0 ELSE 1 END > 0)`)
-	logs := &logBuffer{}
+	logs := &testenv.LogBuffer{}
 	c, stop := r.run(t, orderdb.New(r.db), consumer.Config{}, slog.New(slog.NewTextHandler(logs, nil)))
 
 	bad := map[string]string{ // message id -> SQLSTATE in the reason
@@ -650,7 +615,7 @@ func TestOrdersRejectedByTheDatabaseAreDeadLetteredAlone(t *testing.T) {
 			t.Errorf("dead letter %q was delivered %d times, want 1 (no requeue)", d.MessageId, n)
 		}
 	}
-	if h := logs.count("holding batch unacked"); h != 0 {
+	if h := logs.Count("holding batch unacked"); h != 0 {
 		t.Errorf("writes held %d times for rejected orders, want never:\n%s", h, logs)
 	}
 }

@@ -23,7 +23,7 @@ func TestMetricsAndRequestID(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	reg := prometheus.NewRegistry()
-	logs := &logBuffer{}
+	logs := &testenv.LogBuffer{}
 	_, stop := r.run(t, orderdb.New(r.db), consumer.Config{Metrics: consumer.NewMetrics(reg)},
 		slog.New(slog.NewJSONHandler(logs, nil)))
 
@@ -70,10 +70,10 @@ moviestream_consumer_connected 0
 	if d := brokertest.Get(t, r.ch, r.topo.DeadLetterQueue(), 5*time.Second); d.CorrelationId != "req-poison-1" {
 		t.Errorf("DLQ copy correlation_id = %q, want req-poison-1", d.CorrelationId)
 	}
-	if n := logs.count(`"msg":"message dead-lettered","message_id":"poison-1","request_id":"req-poison-1"`); n != 1 {
-		t.Errorf("dead-letter log lines with message_id and request_id = %d, want 1:\n%s", n, logs.b.String())
+	if n := logs.Count(`"msg":"message dead-lettered","message_id":"poison-1","request_id":"req-poison-1"`); n != 1 {
+		t.Errorf("dead-letter log lines with message_id and request_id = %d, want 1:\n%s", n, logs.String())
 	}
-	if n := logs.count(`"reason_class":"invalid_order"`); n != 1 {
+	if n := logs.Count(`"reason_class":"invalid_order"`); n != 1 {
 		t.Errorf("dead-letter log lines with reason_class invalid_order = %d, want 1", n)
 	}
 }

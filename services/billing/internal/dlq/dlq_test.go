@@ -30,11 +30,7 @@ type rig struct {
 func newRig(tb testing.TB) *rig {
 	tb.Helper()
 	cfg := brokertest.Config(tb)
-	topo := brokertest.Topology(tb, cfg)
-	ch := brokertest.Channel(tb, cfg)
-	if err := topo.Declare(ch); err != nil {
-		tb.Fatalf("declare: %v", err)
-	}
+	topo, ch := brokertest.Declared(tb, cfg)
 	conn, err := amqp.Dial(cfg.URL())
 	if err != nil {
 		tb.Fatalf("dial: %v", err)

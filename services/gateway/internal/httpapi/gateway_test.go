@@ -126,37 +126,19 @@ func (p *publisher) published() []string {
 	return append([]string(nil), p.bodies...)
 }
 
-// logBuffer collects the gateway's log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type gateway struct {
 	url  string
 	addr string
 	inv  *inventory
 	pub  *publisher
-	logs *logBuffer
+	logs *testenv.LogBuffer
 }
 
 // newGateway starts the gateway as main wires it, logging at debug level;
 // readTimeout, when set, is the server's ReadTimeout.
 func newGateway(t *testing.T, keys []string, readTimeout time.Duration) *gateway {
 	t.Helper()
-	g := &gateway{inv: &inventory{}, pub: &publisher{}, logs: &logBuffer{}}
+	g := &gateway{inv: &inventory{}, pub: &publisher{}, logs: &testenv.LogBuffer{}}
 	log := slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	backend := httptest.NewServer(g.inv)
 	t.Cleanup(backend.Close)

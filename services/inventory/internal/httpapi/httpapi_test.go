@@ -43,29 +43,11 @@ type movieJSON struct {
 // errors, stack traces, internal package prefixes.
 var leaks = []string{"SQL", "pq:", "ERROR:", "goroutine", "panic", "moviedb:", "gorm", ".go:"}
 
-// logBuffer collects the service log; a failing test prints it.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // api is the inventory's handler served over HTTP, with its log.
 type api struct {
 	srv    *httptest.Server
 	client *http.Client
-	log    *logBuffer
+	log    *testenv.LogBuffer
 }
 
 func testContext(tb testing.TB) context.Context {
@@ -87,7 +69,7 @@ func newStore(tb testing.TB) *moviedb.Store {
 
 func newAPI(t *testing.T, store movie.Store) *api {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testenv.LogBuffer{}
 	// Registered before the server's Close, so it runs after it: every
 	// handler has finished logging by then.
 	t.Cleanup(func() {
