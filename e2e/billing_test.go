@@ -125,7 +125,7 @@ func queueDepth(t *testing.T) int {
 	url := "http://" + host + ":" + env.String("RABBITMQ_MANAGEMENT_PORT") + "/api/queues/" +
 		env.String("RABBITMQ_VHOST") + "/" + env.String("RABBITMQ_QUEUE")
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	req.SetBasicAuth(env.String("RABBITMQ_USER"), env.String("RABBITMQ_PASSWORD"))
+	req.SetBasicAuth(env.String("RABBITMQ_ADMIN_USER"), env.String("RABBITMQ_ADMIN_PASSWORD"))
 	if err := env.Err(); err != nil {
 		t.Fatal(err)
 	}

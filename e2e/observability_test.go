@@ -128,7 +128,7 @@ func TestPrometheus(t *testing.T) {
 func publishPoison(t *testing.T, id string) {
 	t.Helper()
 	var env config.Reader
-	cfg := broker.ConfigFromEnv(&env, "e2e-prometheus")
+	cfg := broker.ConfigFromEnv(&env, "GATEWAY_RABBITMQ", "e2e-prometheus")
 	queue := env.String("RABBITMQ_QUEUE")
 	if err := env.Err(); err != nil {
 		t.Fatal(err)

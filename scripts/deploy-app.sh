@@ -9,6 +9,11 @@
 # it again rebuilds and restarts, so new code is always picked up. All
 # binaries are built before any restart, so a build error leaves the running
 # services untouched; each binary is replaced atomically (rename).
+# The services run as the system user moviestream (provision-common.sh,
+# ecosystem.config.js): the bin directory and binaries are root's, mode 0755;
+# .env is root:moviestream 0640, readable by the services and writable by
+# root only. Where the file system ignores chgrp/chmod (a Vagrant synced
+# folder), the script only checks that moviestream can read what it needs.
 set -euo pipefail
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 # shellcheck source=lib.sh
@@ -38,7 +43,28 @@ for svc in "$@"; do
   go_build -o "$BIN_DIR/.$svc.new" "./services/$svc"
 done
 for svc in "$@"; do
+  chmod 0755 -- "$BIN_DIR/.$svc.new"
   mv -f -- "$BIN_DIR/.$svc.new" "$BIN_DIR/$svc"
+done
+
+# What the services' user needs: execute the binaries, read .env; nothing
+# it may write (docs/security.md).
+id -u moviestream >/dev/null 2>&1 || die "system user moviestream missing: run scripts/provision-common.sh"
+env_file=${ENV_FILE:-$REPO_ROOT/.env}
+chmod 0755 -- "$BIN_DIR" 2>/dev/null || log "warning: cannot chmod 0755 $BIN_DIR (synced folder?)"
+if chgrp moviestream -- "$env_file" 2>/dev/null && chmod 0640 -- "$env_file" 2>/dev/null; then
+  log "$env_file: root:moviestream 0640"
+else
+  log "warning: cannot set $env_file to group moviestream, mode 0640 (synced folder?): left as $(stat -c '%U:%G %a' -- "$env_file")"
+fi
+for f in "$env_file" "${@/#/$BIN_DIR/}"; do
+  runuser -u moviestream -- test -r "$f" ||
+    die "the services' user moviestream cannot read $f: let it read the file (docs/security.md)"
+done
+for d in "$REPO_ROOT" "$BIN_DIR"; do
+  if runuser -u moviestream -- test -w "$d"; then
+    log "warning: the services' user moviestream can write to $d (a synced folder's mount options?): docs/security.md"
+  fi
 done
 
 # pm2_script NAME: the program PM2 runs as NAME, or nothing when PM2 has no

@@ -6,7 +6,10 @@
 // reads the file named by ENV_FILE, and a variable set in its process
 // environment wins over the file. Stop is graceful: PM2 sends SIGINT and
 // sends SIGKILL only after kill_timeout. Crashes restart with exponential
-// backoff instead of a hot loop.
+// backoff instead of a hot loop. The services run as the unprivileged system
+// user moviestream (uid/gid: PM2's daemon is root's, so `sudo pm2 list`
+// still shows them), which can read .env and the binaries and write nothing
+// in the repository (scripts/deploy-app.sh, docs/security.md).
 //
 // Per-host overrides: when one role runs per host (the Vagrant VMs, or the
 // namespaces of scripts/test-topology.sh), the role script writes the few
@@ -66,6 +69,8 @@ const app = (service) => ({
   exec_mode: 'fork',
   instances: 1,
   cwd: root,
+  uid: 'moviestream',
+  gid: 'moviestream',
   autorestart: true,
   exp_backoff_restart_delay: 100,
   kill_timeout: 30000,

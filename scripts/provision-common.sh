@@ -2,8 +2,10 @@
 # scripts/provision-common.sh: install what every moviestream host needs, and
 # only what is missing: curl, CA certificates, git (Go stamps builds with VCS
 # data), make, a C toolchain (the race detector of `go test -race` needs cgo),
-# Node.js + npm from the distribution, PM2 (runs the services), and the Go
-# toolchain pinned in scripts/versions.sh.
+# Node.js + npm from the distribution, PM2 (runs the services), the Go
+# toolchain pinned in scripts/versions.sh, and the system user moviestream
+# (no home, no login shell, its own group) the services run as
+# (scripts/ecosystem.config.js, docs/security.md).
 # Why: a fresh Debian/Ubuntu host or CI runner can build, test and run the
 # services after this script; running it again changes nothing.
 set -euo pipefail
@@ -13,7 +15,16 @@ here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 
 require_root
 
-apt_install ca-certificates curl git make gcc libc6-dev tar gzip
+apt_install ca-certificates curl git make gcc libc6-dev tar gzip passwd
+
+# The services' system user: PM2 (root's daemon) starts them as it; it owns
+# nothing and can write nowhere in the repository (deploy-app.sh).
+if id -u moviestream >/dev/null 2>&1; then
+  log "system user moviestream present"
+else
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --user-group moviestream
+  log "created system user moviestream"
+fi
 
 # Node.js and npm: distribution packages, only when the commands are missing
 # (a NodeSource build, which bundles npm, is kept as it is).

@@ -2,16 +2,22 @@
 # scripts/provision-rabbitmq.sh: install RabbitMQ if missing, start it if
 # stopped, enable the management plugin and the rabbitmq_prometheus plugin
 # (on 127.0.0.1:RABBITMQ_PROMETHEUS_PORT), and create or update, from .env,
-# the vhost RABBITMQ_VHOST and the user RABBITMQ_USER / RABBITMQ_PASSWORD
-# (tag "management", configure/write/read ".*" on that vhost only).
-# Why: the services and the broker tests connect as this user; .env stays the
-# source of truth (running again resets the password). The guest user is left
-# alone, and queues are declared by the services themselves, not here; the
-# script only checks that guest is loopback-only (RabbitMQ's default
-# loopback_users), an error with one role per host (vms), else a warning.
+# the vhost RABBITMQ_VHOST and one user per client with the least
+# permissions it needs on that vhost only (docs/security.md):
+#   GATEWAY_RABBITMQ_USER  configure ^Q(\.dlq)?$  write ^amq\.default$  read ^$
+#   BILLING_RABBITMQ_USER  configure ^Q(\.dlq)?$  write ^amq\.default$  read ^Q$
+#   RABBITMQ_ADMIN_USER    .* .* .*, tag administrator (management UI, DLQ tool)
+#   TEST_RABBITMQ_USER     configure ^test\.  write ^(amq\.default|test\..*)$  read ^test\.
+# (Q is RABBITMQ_QUEUE), and delete the user guest.
+# Why: each service can do only its job (the gateway publishes and cannot
+# consume; billing consumes and dead-letters and cannot read the DLQ); .env
+# stays the source of truth (running again resets passwords, tags and
+# permissions). Queues are declared by the services themselves, not here:
+# billing creates them (the gateway may re-declare but not create the main
+# queue, which needs read on it).
 # RABBITMQ_NODENAME and the other RABBITMQ_* variables of the CLI tools pick
 # the node (scripts/test-topology.sh runs a private one).
-# The password reaches rabbitmqctl on stdin, never on a command line.
+# The passwords reach rabbitmqctl on stdin, never on a command line.
 # Listeners (docs/security.md): AMQP (RABBITMQ_PORT) and the management UI
 # (RABBITMQ_MANAGEMENT_PORT) on 127.0.0.1 with everything on one host; with
 # one role per host (MOVIESTREAM_TOPOLOGY=vms: billing-vm) AMQP on 127.0.0.1
@@ -27,8 +33,14 @@ here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 
 require_root
 load_env
-require_env RABBITMQ_VHOST RABBITMQ_USER RABBITMQ_PASSWORD
-[[ $RABBITMQ_PASSWORD != *$'\n'* ]] || die "RABBITMQ_PASSWORD contains a newline"
+require_env RABBITMQ_VHOST RABBITMQ_QUEUE
+# The users, each as PREFIX (PREFIX_USER, PREFIX_PASSWORD in .env).
+user_keys=(GATEWAY_RABBITMQ BILLING_RABBITMQ RABBITMQ_ADMIN TEST_RABBITMQ)
+for k in "${user_keys[@]}"; do
+  require_env "${k}_USER" "${k}_PASSWORD"
+  pw_var=${k}_PASSWORD
+  [[ ${!pw_var} != *$'\n'* ]] || die "$pw_var contains a newline"
+done
 
 apt_install rabbitmq-server curl iproute2
 start_rabbitmq
@@ -153,31 +165,52 @@ else
   rabbitmqctl add_vhost "$RABBITMQ_VHOST"
 fi
 
+# The queue's name as a regular expression: letters, digits, _ and - stand
+# for themselves, dots are escaped; anything else is refused.
+[[ $RABBITMQ_QUEUE =~ ^[A-Za-z0-9_.-]+$ ]] || die "RABBITMQ_QUEUE=$RABBITMQ_QUEUE: use letters, digits, '_', '-' and '.' only"
+q=${RABBITMQ_QUEUE//./\\.}
+# set_user KEY TAGS CONFIGURE WRITE READ: create or update the user of
+# KEY_USER / KEY_PASSWORD with these tags and permissions on the vhost.
 users=$(rabbitmqctl -s list_users | cut -f1)
-if grep -qxF -- "$RABBITMQ_USER" <<<"$users"; then
-  log "user $RABBITMQ_USER exists: setting its password from .env"
-  printf '%s\n' "$RABBITMQ_PASSWORD" | rabbitmqctl change_password "$RABBITMQ_USER" >/dev/null
-else
-  printf '%s\n' "$RABBITMQ_PASSWORD" | rabbitmqctl add_user "$RABBITMQ_USER" >/dev/null
-fi
-rabbitmqctl set_user_tags "$RABBITMQ_USER" management
-rabbitmqctl set_permissions -p "$RABBITMQ_VHOST" "$RABBITMQ_USER" '.*' '.*' '.*'
-
-if grep -qxF guest <<<"$users"; then
-  loopback=$(rabbitmqctl -q eval 'application:get_env(rabbit, loopback_users).' 2>/dev/null) || loopback=
-  if [[ $loopback == *'<<"guest">>'* ]]; then
-    log "user guest can log in from loopback only"
-  elif [[ $(topology) == vms ]]; then
-    die "user guest is not loopback-only (loopback_users = ${loopback:-unknown}); remove the override"
+set_user() {
+  local tags=$2 user_var=${1}_USER pw_var=${1}_PASSWORD
+  local user=${!user_var}
+  if grep -qxF -- "$user" <<<"$users"; then
+    log "user $user exists: setting its password from .env"
+    printf '%s\n' "${!pw_var}" | rabbitmqctl change_password "$user" >/dev/null
   else
-    log "warning: user guest is not loopback-only (loopback_users = ${loopback:-unknown}); shared broker left as it is"
+    printf '%s\n' "${!pw_var}" | rabbitmqctl add_user "$user" >/dev/null
   fi
+  # shellcheck disable=SC2086 # no tags: no argument
+  rabbitmqctl -q set_user_tags "$user" $tags
+  rabbitmqctl -q set_permissions -p "$RABBITMQ_VHOST" "$user" "$3" "$4" "$5"
+  log "user $user: tags '${tags}', configure '$3' write '$4' read '$5' on $RABBITMQ_VHOST"
+}
+set_user GATEWAY_RABBITMQ "" "^$q(\\.dlq)?\$" '^amq\.default$' '^$'
+set_user BILLING_RABBITMQ "" "^$q(\\.dlq)?\$" '^amq\.default$' "^$q\$"
+set_user RABBITMQ_ADMIN administrator '.*' '.*' '.*'
+set_user TEST_RABBITMQ "" '^test\.' '^(amq\.default|test\..*)$' '^test\.'
+# Users of .env no longer (a renamed key): left alone, reported.
+for u in $users; do
+  known=no
+  for k in "${user_keys[@]}"; do
+    v=${k}_USER
+    [[ $u != "${!v}" ]] || known=yes
+  done
+  [[ $known == yes || $u == guest ]] || log "warning: user $u is not in .env (left as it is)"
+done
+
+# guest (password guest, administrator, every vhost) comes with every new
+# node: deleted.
+if grep -qxF guest <<<"$users"; then
+  rabbitmqctl -q delete_user guest
+  log "user guest deleted"
 fi
 
 # Check the result the way a client sees it: the management API answers and
 # accepts the user's credentials (given to curl as a config file on stdin).
 curl_user_config() {
-  local v="$RABBITMQ_USER:$RABBITMQ_PASSWORD"
+  local v="$RABBITMQ_ADMIN_USER:$RABBITMQ_ADMIN_PASSWORD"
   v=${v//\\/\\\\}
   v=${v//\"/\\\"}
   printf 'user = "%s"\n' "$v"
@@ -187,7 +220,7 @@ management_ok() {
     "http://$mgmt_ip:$RABBITMQ_MANAGEMENT_PORT/api/whoami" 2>/dev/null
 }
 wait_for 60 management_ok ||
-  die "management API at $mgmt_ip:$RABBITMQ_MANAGEMENT_PORT does not accept user $RABBITMQ_USER"
+  die "management API at $mgmt_ip:$RABBITMQ_MANAGEMENT_PORT does not accept user $RABBITMQ_ADMIN_USER"
 prom_url="http://127.0.0.1:$RABBITMQ_PROMETHEUS_PORT/metrics"
 wait_for 30 http_ok "$prom_url" || die "rabbitmq_prometheus does not answer at $prom_url"
-log "vhost $RABBITMQ_VHOST and user $RABBITMQ_USER ready; management API and $prom_url answer"
+log "vhost $RABBITMQ_VHOST and its users ready; management API (as $RABBITMQ_ADMIN_USER) and $prom_url answer"

@@ -2,7 +2,7 @@
 # scripts/role-billing.sh: make this host the billing host: common tools,
 # PostgreSQL (loopback only, scram) with the billing role owning
 # BILLING_DB_NAME, RabbitMQ with the management plugin, RABBITMQ_VHOST and
-# the application user (guest stays loopback-only), then billing_app in
+# one user per client with its permissions (guest deleted), then billing_app in
 # root's PM2, healthy on BILLING_HEALTH_PORT; then Prometheus next to the
 # broker (provision-prometheus.sh), scraping every role.
 # Billing reaches its database and broker on this host, so it needs no

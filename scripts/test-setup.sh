@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test-setup.sh: prepare this machine for `make test`: common tools
 # (Go, C toolchain for -race), PostgreSQL with the inventory, billing and test
-# roles, and RabbitMQ with the application user (the broker integration tests
-# connect as that user), and Chromium for the headless check of the API docs
+# roles, and RabbitMQ with its users (the broker integration tests connect as
+# TEST_RABBITMQ_USER), and Chromium for the headless check of the API docs
 # page (make docs-test), and shellcheck. Installs what is missing, starts
 # what is stopped.
 # Why: the Go tests run against a real PostgreSQL and RabbitMQ; this script is

@@ -182,7 +182,8 @@ EOF
 
 # start_private_rabbitmq: a RabbitMQ node of its own inside billing-vm, with
 # every file in the temp dir; listeners on all the namespace's addresses and
-# guest loopback-only, as RabbitMQ's defaults on a fresh VM. The management
+# the guest user, as RabbitMQ's defaults on a fresh VM (provision-rabbitmq.sh
+# deletes guest, as on the VM). The management
 # plugin and the listener addresses are left to provision-rabbitmq.sh, which
 # writes them into this node's conf.d ($dir/conf.d, named by
 # RABBITMQ_CONFIG_FILES, never the host's /etc/rabbitmq/conf.d) and restarts
@@ -233,19 +234,13 @@ run_role inventory-vm inventory \
   MOVIESTREAM_PG_ADMIN_SOCKET="$tmp/pg/inventory-vm/run" MOVIESTREAM_PG_ADMIN_PORT="$INVENTORY_DB_PORT"
 run_role gateway-vm gateway
 
-# guest keeps its loopback-only rule; a password of this run's own lets the
-# checks log in as guest on billing-vm's loopback (the control).
-guest_password=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-printf '%s\n' "$guest_password" | ns_rabbitmqctl -q change_password guest >/dev/null ||
-  die "could not set guest's password on the private node"
-
 # --- checks -------------------------------------------------------------------
 
 log "checks: e2e/topology, run from the host (go test -v)"
 rc=0
 TOPOLOGY_GATEWAY_NS=gateway-vm TOPOLOGY_INVENTORY_NS=inventory-vm TOPOLOGY_BILLING_NS=billing-vm \
-  TOPOLOGY_PM2_DIR="$tmp/pm2" TOPOLOGY_HOST_ENV_DIR="$tmp/host" TOPOLOGY_RABBITMQ_LOG_DIR="$tmp/rabbitmq/log" \
-  TOPOLOGY_GUEST_PASSWORD="$guest_password" TOPOLOGY_RESULT_FILE="$tmp/result" ENV_FILE="${ENV_FILE:-$REPO_ROOT/.env}" \
+  TOPOLOGY_PM2_DIR="$tmp/pm2" TOPOLOGY_HOST_ENV_DIR="$tmp/host" \
+  TOPOLOGY_RESULT_FILE="$tmp/result" ENV_FILE="${ENV_FILE:-$REPO_ROOT/.env}" \
   "$tmp/bin/topology.test" -test.v -test.timeout 10m {lock_fd}>&- &
 wait "$!" || rc=$?
 [[ -s $tmp/result ]] && read -r passed failed <"$tmp/result"

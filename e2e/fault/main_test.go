@@ -87,8 +87,10 @@ type stack struct {
 	rmq         *testinfra.RabbitMQ
 	billingDB   pgdb.Config
 	inventoryDB pgdb.Config
-	broker      broker.Config
-	orders      *gorm.DB // billing's database, as the superuser: billing's role has only billing's sessions
+	broker      broker.Config // the administrator
+	// The gateway's and billing's own users.
+	gatewayBroker, billingBroker broker.Config
+	orders                       *gorm.DB // billing's database, as the superuser: billing's role has only billing's sessions
 
 	gatewayPort, inventoryPort, billingPort int
 
@@ -97,7 +99,7 @@ type stack struct {
 
 // newStack starts a private PostgreSQL and RabbitMQ and provisions them as
 // the scripts provision the shared ones: a database and login role per
-// service, a vhost and an application user.
+// service, a vhost and a RabbitMQ user per client.
 // newReadyStack is newStack with billing and the gateway started and
 // ready (consuming and connected to RabbitMQ).
 func newReadyStack(t *testing.T) *stack {
@@ -121,7 +123,16 @@ func newStack(t *testing.T) *stack {
 	ordersCfg.Name = s.billingDB.Name
 	s.orders = s.pg.Open(t, ordersCfg)
 	s.rmq = testinfra.StartRabbitMQ(t)
-	s.broker = s.rmq.AddUser(t, vhost, "moviestream_app")
+	// One user per client, as scripts/provision-rabbitmq.sh creates them:
+	// the tests inspect and the DLQ tool runs as the administrator.
+	s.broker = s.rmq.AddUser(t, vhost, "moviestream_admin", testinfra.FullAccess)
+	gatewayPerm, billingPerm := testinfra.ServicePermissions(queue)
+	s.gatewayBroker = s.rmq.AddUser(t, vhost, "gateway_svc", gatewayPerm)
+	s.billingBroker = s.rmq.AddUser(t, vhost, "billing_svc", billingPerm)
+	// The topology exists before any service starts, as on a provisioned
+	// host where billing ran first: the gateway may declare the queues but
+	// not create the main one (that needs read on it, docs/security.md).
+	s.declareTopology(t)
 	s.gatewayPort = testenv.FreePort(t)
 	s.inventoryPort = testenv.FreePort(t)
 	s.billingPort = testenv.FreePort(t)
@@ -136,12 +147,34 @@ func (s *stack) sinceBrokerBack(time.Duration) time.Duration { return time.Since
 
 func (s *stack) brokerEnv() map[string]string {
 	return map[string]string{
-		"RABBITMQ_HOST":     s.broker.Host,
-		"RABBITMQ_PORT":     s.broker.Port,
-		"RABBITMQ_VHOST":    s.broker.VHost,
-		"RABBITMQ_USER":     s.broker.User,
-		"RABBITMQ_PASSWORD": s.broker.Password,
-		"RABBITMQ_QUEUE":    queue,
+		"RABBITMQ_HOST":             s.broker.Host,
+		"RABBITMQ_PORT":             s.broker.Port,
+		"RABBITMQ_VHOST":            s.broker.VHost,
+		"GATEWAY_RABBITMQ_USER":     s.gatewayBroker.User,
+		"GATEWAY_RABBITMQ_PASSWORD": s.gatewayBroker.Password,
+		"BILLING_RABBITMQ_USER":     s.billingBroker.User,
+		"BILLING_RABBITMQ_PASSWORD": s.billingBroker.Password,
+		"RABBITMQ_ADMIN_USER":       s.broker.User,
+		"RABBITMQ_ADMIN_PASSWORD":   s.broker.Password,
+		"RABBITMQ_QUEUE":            queue,
+	}
+}
+
+// declareTopology declares the queue and its DLQ as the services do, as
+// the administrator.
+func (s *stack) declareTopology(t *testing.T) {
+	t.Helper()
+	conn, err := amqp.DialConfig(s.broker.URL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		t.Fatalf("dial %s: %v", s.broker, err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("channel: %v", err)
+	}
+	if err := (broker.Topology{Queue: queue}).Declare(ch); err != nil {
+		t.Fatalf("declare %s: %v", queue, err)
 	}
 }
 

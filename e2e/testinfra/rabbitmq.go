@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -166,18 +168,39 @@ func (r *RabbitMQ) Ctl(tb testing.TB, args ...string) string {
 	return out
 }
 
+// Permissions are a user's configure, write and read regular expressions on
+// a vhost (RabbitMQ's set_permissions).
+type Permissions struct{ Configure, Write, Read string }
+
+// FullAccess is the administrator's: everything on the vhost.
+var FullAccess = Permissions{".*", ".*", ".*"}
+
+// ServicePermissions are the gateway's and billing's permissions on queue,
+// the same as scripts/provision-rabbitmq.sh grants (docs/security.md): both
+// declare queue and its DLQ and publish through the default exchange; only
+// billing reads queue, and neither reads the DLQ.
+func ServicePermissions(queue string) (gateway, billing Permissions) {
+	q := regexp.QuoteMeta(queue)
+	gateway = Permissions{Configure: "^" + q + `(\.dlq)?$`, Write: `^amq\.default$`, Read: "^$"}
+	billing = gateway
+	billing.Read = "^" + q + "$"
+	return gateway, billing
+}
+
 // AddUser creates vhost (if new) and a user with a generated password and
-// full permissions on it, and returns the connection settings.
-func (r *RabbitMQ) AddUser(tb testing.TB, vhost, user string) broker.Config {
+// perm on it, and returns the connection settings.
+func (r *RabbitMQ) AddUser(tb testing.TB, vhost, user string, perm Permissions) broker.Config {
 	tb.Helper()
 	cfg := broker.Config{Host: "127.0.0.1", Port: strconv.Itoa(r.Port), VHost: vhost, User: user, Password: Secret(), Name: "fault-test"}
-	r.Ctl(tb, "add_vhost", vhost)
+	if !slices.Contains(strings.Fields(r.Ctl(tb, "-q", "list_vhosts", "name")), vhost) {
+		r.Ctl(tb, "add_vhost", vhost)
+	}
 	// The password goes through standard input, not the command line.
 	if _, err := r.as.runInput(90*time.Second, r.env, cfg.Password+"\n", filepath.Join(r.scripts, "rabbitmqctl"),
 		"-n", r.Node, "add_user", user); err != nil {
 		tb.Fatalf("rabbitmqctl: %v", err)
 	}
-	r.Ctl(tb, "set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+	r.Ctl(tb, "set_permissions", "-p", vhost, user, perm.Configure, perm.Write, perm.Read)
 	return cfg
 }
 

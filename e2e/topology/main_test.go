@@ -8,9 +8,11 @@
 // message waits in the queue, without a row; after `pm2 start` the row
 // appears; a message published through the management HTTP API (what the UI
 // does) becomes a row. Then the isolation: both PostgreSQL servers refuse
-// TCP from the other hosts and on their own VM address; guest cannot log in
-// to RabbitMQ from gateway-vm (it can on billing-vm's loopback: the
-// control), the application user can; every listening socket of a
+// TCP from the other hosts and on their own VM address; on RabbitMQ guest is
+// deleted, the gateway's user logs in from gateway-vm but cannot consume
+// billing_queue, billing's user cannot consume the DLQ, the administrator
+// logs in to the management API; in each namespace the service runs as the
+// system user moviestream; every listening socket of a
 // namespace is on loopback or its own address (the gateway's public port
 // and epmd excepted) and gateway-vm cannot reach what billing-vm keeps to
 // itself (docs/security.md); no .env secret is in an override file or a
@@ -46,12 +48,10 @@ type settings struct {
 	gatewayURL, managementURL         string
 	// Each database as its service reaches it: its own VM's loopback.
 	inventoryDB, billingDB pgdb.Config
-	// The application user at billing-vm's address, as the gateway uses it.
-	broker broker.Config
-	queue  string
-	// Set by the script on the private node, so that a refused guest login
-	// cannot be a wrong password.
-	guestPassword string
+	// The gateway's user at billing-vm's address, as the gateway uses it;
+	// billing's user and the administrator at the same address.
+	broker, billingBroker, adminBroker broker.Config
+	queue                              string
 
 	gatewayNS, inventoryNS, billingNS string
 
@@ -59,10 +59,9 @@ type settings struct {
 	gatewayPort, billingHealthPort, rabbitPort, managementPort           int
 	rabbitPromPort, prometheusPort, gatewayAdminPort, inventoryAdminPort int
 
-	pm2Dir       string // one PM2_HOME per namespace: pm2Dir/<namespace>
-	hostEnvDir   string // one override directory per namespace, likewise
-	rabbitLogDir string // the private RabbitMQ node's log files
-	resultFile   string // "passed failed", for the script's summary line
+	pm2Dir     string // one PM2_HOME per namespace: pm2Dir/<namespace>
+	hostEnvDir string // one override directory per namespace, likewise
+	resultFile string // "passed failed", for the script's summary line
 	// .env's secrets: key -> value, which no override file or PM2 dump
 	// may contain.
 	secrets map[string]string
@@ -108,29 +107,32 @@ func load() (settings, error) {
 		billingIP:     r.String("BILLING_VM_IP"),
 		inventoryDB:   pgdb.ConfigFromEnv(&r, "INVENTORY"),
 		billingDB:     pgdb.ConfigFromEnv(&r, "BILLING"),
-		broker:        broker.ConfigFromEnv(&r, "topology-test"),
+		broker:        broker.ConfigFromEnv(&r, "GATEWAY_RABBITMQ", "topology-test"),
+		billingBroker: broker.ConfigFromEnv(&r, "BILLING_RABBITMQ", "topology-test"),
+		adminBroker:   broker.ConfigFromEnv(&r, "RABBITMQ_ADMIN", "topology-test"),
 		queue:         broker.TopologyFromEnv(&r).Queue,
-		guestPassword: r.String("TOPOLOGY_GUEST_PASSWORD"),
 		gatewayNS:     r.String("TOPOLOGY_GATEWAY_NS"),
 		inventoryNS:   r.String("TOPOLOGY_INVENTORY_NS"),
 		billingNS:     r.String("TOPOLOGY_BILLING_NS"),
 		pm2Dir:        r.String("TOPOLOGY_PM2_DIR"),
 		hostEnvDir:    r.String("TOPOLOGY_HOST_ENV_DIR"),
-		rabbitLogDir:  r.String("TOPOLOGY_RABBITMQ_LOG_DIR"),
 		resultFile:    r.String("TOPOLOGY_RESULT_FILE"),
 	}
 	s.gatewayPort, s.billingHealthPort = r.Port("GATEWAY_PORT"), r.Port("BILLING_HEALTH_PORT")
 	s.rabbitPort, s.managementPort = r.Port("RABBITMQ_PORT"), r.Port("RABBITMQ_MANAGEMENT_PORT")
 	s.rabbitPromPort, s.prometheusPort = r.Port("RABBITMQ_PROMETHEUS_PORT"), r.Port("PROMETHEUS_PORT")
 	s.gatewayAdminPort, s.inventoryAdminPort = addrPort(&r, "GATEWAY_ADMIN_ADDR"), addrPort(&r, "INVENTORY_ADMIN_ADDR")
-	s.inventoryDB.Host, s.billingDB.Host, s.broker.Host = "127.0.0.1", "127.0.0.1", s.billingIP
+	s.inventoryDB.Host, s.billingDB.Host = "127.0.0.1", "127.0.0.1"
+	s.broker.Host, s.billingBroker.Host, s.adminBroker.Host = s.billingIP, s.billingIP, s.billingIP
 	s.inventoryDB.MaxOpenConns, s.billingDB.MaxOpenConns = 1, 1
 	s.gatewayURL = "http://" + net.JoinHostPort(s.gatewayIP, r.String("GATEWAY_PORT"))
 	s.managementURL = "http://" + net.JoinHostPort(s.billingIP, r.String("RABBITMQ_MANAGEMENT_PORT"))
 	s.secrets = map[string]string{
-		"INVENTORY_DB_PASSWORD": s.inventoryDB.Password,
-		"BILLING_DB_PASSWORD":   s.billingDB.Password,
-		"RABBITMQ_PASSWORD":     s.broker.Password,
+		"INVENTORY_DB_PASSWORD":     s.inventoryDB.Password,
+		"BILLING_DB_PASSWORD":       s.billingDB.Password,
+		"GATEWAY_RABBITMQ_PASSWORD": s.broker.Password,
+		"BILLING_RABBITMQ_PASSWORD": s.billingBroker.Password,
+		"RABBITMQ_ADMIN_PASSWORD":   s.adminBroker.Password,
 	}
 	return s, r.Err()
 }

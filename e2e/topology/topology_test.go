@@ -7,11 +7,13 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -34,6 +36,7 @@ func TestTopology(t *testing.T) {
 	walkBilling(t, runID)
 	checkPostgresIsolation(t)
 	checkRabbitMQLogins(t)
+	checkSystemUser(t)
 	checkListeners(t)
 	checkConfigFiles(t)
 }
@@ -156,7 +159,7 @@ func walkBilling(t *testing.T, runID string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		auth := base64.StdEncoding.EncodeToString([]byte(c.broker.User + ":" + c.broker.Password))
+		auth := base64.StdEncoding.EncodeToString([]byte(c.adminBroker.User + ":" + c.adminBroker.Password))
 		r := do(t, http.MethodPost, c.managementURL+"/api/exchanges/"+url.PathEscape(c.broker.VHost)+"/amq.default/publish",
 			map[string]any{
 				"properties":       map[string]any{"delivery_mode": 2, "content_type": "application/json"},
@@ -215,7 +218,7 @@ func waitOrders(t *testing.T, timeout time.Duration, column, value, want string)
 }
 
 // queued is the number of ready messages in the queue (a passive declare,
-// as the application user from the host); -1 when the broker cannot tell.
+// as the gateway's user from the host); -1 when the broker cannot tell.
 func queued(t *testing.T) int {
 	t.Helper()
 	conn, err := amqp.DialConfig(cfg.broker.URL(), amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
@@ -297,30 +300,118 @@ func checkPostgresIsolation(t *testing.T) {
 	check(t, c.inventoryNS+" cannot reach billing's PostgreSQL", refused(c.inventoryNS, c.billingIP, c.billingDB.Port))
 }
 
-// checkRabbitMQLogins: guest keeps RabbitMQ's loopback-only rule. The
-// script set its password on the private node, so the control login proves
-// that the refusal comes from that rule and not from a wrong password.
+// checkRabbitMQLogins: one user per client with the least permissions it
+// needs (docs/security.md). guest is deleted; the gateway's user logs in
+// from gateway-vm (and publishes: the walkthrough) but consuming
+// billing_queue is refused; billing's user cannot consume the DLQ; the
+// administrator logs in to the management API.
 func checkRabbitMQLogins(t *testing.T) {
 	c := cfg
-	guest := c.broker
-	guest.User, guest.Password, guest.VHost = "guest", c.guestPassword, "/"
-	login := func(ns, host string, as broker.Config, want string) func(t *testing.T) {
-		return func(t *testing.T) {
-			b := as
-			b.Host = host
-			if v := (probe{AMQP: &b}).from(t, ns); v != want {
-				t.Fatalf("%s from %s to %s: %s, want %s", b.User, ns, host, v, want)
-			}
+	check(t, "guest is deleted", func(t *testing.T) {
+		if code := managementGet(t, c.adminBroker, "/api/users/guest", nil); code != http.StatusNotFound {
+			t.Fatalf("GET /api/users/guest: %d, want 404", code)
+		}
+	})
+	check(t, c.adminBroker.User+" logs in to the management API as administrator", func(t *testing.T) {
+		var who struct {
+			Tags any `json:"tags"`
+		}
+		if code := managementGet(t, c.adminBroker, "/api/whoami", &who); code != http.StatusOK {
+			t.Fatalf("GET /api/whoami: %d, want 200", code)
+		}
+		if tags, _ := json.Marshal(who.Tags); !strings.Contains(string(tags), `"administrator"`) {
+			t.Fatalf("tags %s, want administrator", tags)
+		}
+	})
+	check(t, c.broker.User+" cannot log in to the management API", func(t *testing.T) {
+		if code := managementGet(t, c.broker, "/api/whoami", nil); code != http.StatusUnauthorized {
+			t.Fatalf("GET /api/whoami: %d, want 401", code)
+		}
+	})
+	check(t, c.broker.User+" logs in from gateway-vm", func(t *testing.T) {
+		if v := (probe{AMQP: &c.broker}).from(t, c.gatewayNS); v != "accepted" {
+			t.Fatalf("%s from %s: %s, want accepted", c.broker.User, c.gatewayNS, v)
+		}
+	})
+	dlq := broker.Topology{Queue: c.queue}.DeadLetterQueue()
+	check(t, c.broker.User+" cannot consume "+c.queue, consumeRefused(c.broker, c.queue))
+	check(t, c.billingBroker.User+" cannot consume "+dlq, consumeRefused(c.billingBroker, dlq))
+}
+
+// consumeRefused: basic.consume on queue as the user is refused with
+// ACCESS_REFUSED (403).
+func consumeRefused(as broker.Config, queue string) func(t *testing.T) {
+	return func(t *testing.T) {
+		conn, err := amqp.DialConfig(as.URL(), amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
+		if err != nil {
+			t.Fatalf("connect %s: %v", as, err)
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatalf("channel: %v", err)
+		}
+		_, err = ch.Consume(queue, "", false, false, false, false, nil)
+		var aerr *amqp.Error
+		if !errors.As(err, &aerr) || aerr.Code != amqp.AccessRefused {
+			t.Fatalf("consume %s as %s: %v, want ACCESS_REFUSED (403)", queue, as.User, err)
 		}
 	}
-	check(t, "guest logs in on billing-vm's loopback (control)", login(c.billingNS, "127.0.0.1", guest, "accepted"))
-	check(t, "guest cannot log in from gateway-vm", login(c.gatewayNS, c.billingIP, guest, "refused"))
-	check(t, "the broker logs: guest can only connect via localhost", func(t *testing.T) {
-		testenv.WaitFor(t, 10*time.Second, "the refusal in the broker's log", func() bool {
-			return logsContain(filepath.Join(c.rabbitLogDir, "*.log"), "user 'guest' can only connect via localhost")
+}
+
+// managementGet GETs path from the management API as the user, decodes
+// the body into out when out is set, and returns the status.
+func managementGet(t *testing.T, as broker.Config, path string, out any) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, cfg.managementURL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(as.User, as.Password)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("management API: %v", err)
+	}
+	defer resp.Body.Close()
+	if out != nil && resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("management API %s: %v", path, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// checkSystemUser: in each namespace PM2 (root's daemon there) runs the
+// service as the system user moviestream.
+func checkSystemUser(t *testing.T) {
+	c := cfg
+	for _, ns := range []struct{ name, app string }{
+		{c.gatewayNS, "gateway_app"}, {c.inventoryNS, "inventory_app"}, {c.billingNS, "billing_app"},
+	} {
+		check(t, ns.app+" runs as moviestream in "+ns.name, func(t *testing.T) {
+			var apps []struct {
+				Name string `json:"name"`
+				PID  int    `json:"pid"`
+			}
+			if err := json.Unmarshal(pm2(t, ns.name, "jlist"), &apps); err != nil {
+				t.Fatalf("pm2 jlist: %v", err)
+			}
+			for _, a := range apps {
+				if a.Name != ns.app {
+					continue
+				}
+				out, err := exec.Command("ps", "-o", "user=", "-p", strconv.Itoa(a.PID)).Output()
+				if err != nil {
+					t.Fatalf("ps -p %d: %v", a.PID, err)
+				}
+				if user := strings.TrimSpace(string(out)); user != "moviestream" {
+					t.Fatalf("%s (pid %d) runs as %q, want moviestream", ns.app, a.PID, user)
+				}
+				return
+			}
+			t.Fatalf("no %s in %s's PM2", ns.app, ns.name)
 		})
-	})
-	check(t, c.broker.User+" logs in from gateway-vm", login(c.gatewayNS, c.billingIP, c.broker, "accepted"))
+	}
 }
 
 // checkListeners: in each namespace every listening socket is on loopback
@@ -390,16 +481,6 @@ func checkListeners(t *testing.T) {
 	check(t, "the host reaches the management UI at "+c.billingIP, tcp("", c.billingIP, c.managementPort, "open"))
 	check(t, "RabbitMQ's AMQP port answers on billing-vm's loopback",
 		tcp(c.billingNS, "127.0.0.1", c.rabbitPort, "open"))
-}
-
-func logsContain(pattern, s string) bool {
-	files, _ := filepath.Glob(pattern)
-	for _, f := range files {
-		if b, err := os.ReadFile(f); err == nil && bytes.Contains(b, []byte(s)) {
-			return true
-		}
-	}
-	return false
 }
 
 // checkConfigFiles: the override files the roles wrote hold addresses only,

@@ -6,16 +6,19 @@ import (
 	"moviestream/pkg/config"
 )
 
-// ConfigFromEnv reads the broker's location and credentials from the
-// RABBITMQ_* variables; name is the connection name the management UI
-// shows. Problems are collected by env; check env.Err().
-func ConfigFromEnv(env *config.Reader, name string) Config {
+// ConfigFromEnv reads the broker's location from the RABBITMQ_* variables
+// and the credentials of one client from <user>_USER and <user>_PASSWORD:
+// user is "GATEWAY_RABBITMQ", "BILLING_RABBITMQ", "RABBITMQ_ADMIN" or
+// "TEST_RABBITMQ" (each with its own permissions, docs/security.md). name is
+// the connection name the management UI shows. Problems are collected by
+// env; check env.Err().
+func ConfigFromEnv(env *config.Reader, user, name string) Config {
 	return Config{
 		Host:     env.String("RABBITMQ_HOST"),
 		Port:     strconv.Itoa(env.Port("RABBITMQ_PORT")),
 		VHost:    env.String("RABBITMQ_VHOST"),
-		User:     env.String("RABBITMQ_USER"),
-		Password: env.String("RABBITMQ_PASSWORD"),
+		User:     env.String(user + "_USER"),
+		Password: env.String(user + "_PASSWORD"),
 		Name:     name,
 	}
 }

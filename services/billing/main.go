@@ -85,7 +85,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 // so it is refused here; a batch larger than the prefetch could never fill.
 func consumerConfig(env *config.Reader) consumer.Config {
 	cfg := consumer.Config{
-		Broker:    broker.ConfigFromEnv(env, "billing"),
+		Broker:    broker.ConfigFromEnv(env, "BILLING_RABBITMQ", "billing"),
 		Topology:  broker.TopologyFromEnv(env),
 		Prefetch:  env.IntRange("BILLING_PREFETCH", 1, 65535),
 		BatchSize: env.IntRange("BILLING_BATCH_SIZE", 1, 65535),

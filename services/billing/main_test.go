@@ -25,7 +25,7 @@ func TestConsumerConfigRefusesWhatTheBrokerWouldMisread(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for key, value := range map[string]string{
 				"RABBITMQ_HOST": "127.0.0.1", "RABBITMQ_PORT": "5672", "RABBITMQ_VHOST": "v",
-				"RABBITMQ_USER": "u", "RABBITMQ_PASSWORD": "p", "RABBITMQ_QUEUE": "q",
+				"BILLING_RABBITMQ_USER": "u", "BILLING_RABBITMQ_PASSWORD": "p", "RABBITMQ_QUEUE": "q",
 				"BILLING_PREFETCH": tc.prefetch, "BILLING_BATCH_SIZE": tc.batch,
 			} {
 				t.Setenv(key, value)

@@ -35,7 +35,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	publishTimeout := env.Duration("GATEWAY_PUBLISH_TIMEOUT")
 	trusted := env.List("GATEWAY_TRUSTED_PROXIES")
 	apiKeys := env.List("GATEWAY_API_KEYS") // secrets: only their number is logged
-	brokerCfg := broker.ConfigFromEnv(&env, "gateway")
+	brokerCfg := broker.ConfigFromEnv(&env, "GATEWAY_RABBITMQ", "gateway")
 	topology := broker.TopologyFromEnv(&env)
 	if err := env.Err(); err != nil {
 		return err

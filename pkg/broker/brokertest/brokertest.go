@@ -1,6 +1,7 @@
 // Package brokertest connects tests to the RabbitMQ described in .env (the
-// application user on its vhost) and gives each test its own queue names,
-// deleted when the test ends.
+// test user TEST_RABBITMQ_USER on the application vhost, which may only use
+// queues named test.*) and gives each test its own queue names, deleted
+// when the test ends.
 package brokertest
 
 import (
@@ -29,8 +30,8 @@ func Config(tb testing.TB) broker.Config {
 		Host:     testenv.Get(tb, "RABBITMQ_HOST"),
 		Port:     testenv.Get(tb, "RABBITMQ_PORT"),
 		VHost:    testenv.Get(tb, "RABBITMQ_VHOST"),
-		User:     testenv.Get(tb, "RABBITMQ_USER"),
-		Password: testenv.Get(tb, "RABBITMQ_PASSWORD"),
+		User:     testenv.Get(tb, "TEST_RABBITMQ_USER"),
+		Password: testenv.Get(tb, "TEST_RABBITMQ_PASSWORD"),
 		Name:     "test:" + tb.Name(),
 	}
 	conn, err := amqp.DialConfig(cfg.URL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})

@@ -44,7 +44,9 @@ replay flags (a message must match all that are given):
   -max n         move at most n messages (0: no limit)
   -dry-run       print what would move, move nothing
 
-The broker and queue come from RABBITMQ_* in .env (ENV_FILE overrides).
+The broker and queue come from RABBITMQ_* in .env (ENV_FILE overrides); the tool
+connects as the administrator RABBITMQ_ADMIN_USER: billing's own user cannot
+read the DLQ.
 `
 
 // errUsage marks a command line that cannot run; main exits 2.
@@ -126,7 +128,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	var env config.Reader
-	brokerCfg := broker.ConfigFromEnv(&env, "dlq")
+	brokerCfg := broker.ConfigFromEnv(&env, "RABBITMQ_ADMIN", "dlq")
 	topo := broker.TopologyFromEnv(&env)
 	if err := env.Err(); err != nil {
 		return err
