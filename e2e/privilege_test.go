@@ -144,7 +144,8 @@ func TestServicesRunUnprivileged(t *testing.T) {
 			}
 		})
 	}
-	for _, dir := range []string{repoRoot, filepath.Join(repoRoot, "bin")} {
+	bin, _ := servicesRunFrom(t)
+	for _, dir := range []string{repoRoot, filepath.Join(repoRoot, "bin"), bin} {
 		t.Run("moviestream cannot write to "+dir, func(t *testing.T) {
 			probe := filepath.Join(dir, ".privilege-probe-"+strconv.Itoa(os.Getpid()))
 			t.Cleanup(func() { _ = os.Remove(probe) })
@@ -157,6 +158,7 @@ func TestServicesRunUnprivileged(t *testing.T) {
 		})
 	}
 	t.Run("moviestream reads .env but cannot write it", func(t *testing.T) {
+		_, envFile := servicesRunFrom(t)
 		if out, err := exec.Command("runuser", "-u", "moviestream", "--", "test", "-r", envFile).CombinedOutput(); err != nil {
 			t.Errorf("moviestream cannot read %s: %v %s", envFile, err, out)
 		}

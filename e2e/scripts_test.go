@@ -109,9 +109,10 @@ func TestMakeUpTwice(t *testing.T) {
 	if err := json.Unmarshal(out, &apps); err != nil {
 		t.Fatalf("pm2 jlist: %v", err)
 	}
+	bin, _ := servicesRunFrom(t)
 	want := map[string]string{}
 	for _, svc := range []string{"gateway", "inventory", "billing"} {
-		want[svc+"_app"] = filepath.Join(repoRoot, "bin", svc)
+		want[svc+"_app"] = filepath.Join(bin, svc)
 	}
 	for _, a := range apps {
 		if w, ok := want[a.Name]; ok && a.Env.Exec != w {
@@ -235,4 +236,15 @@ func TestLoadEnvStopsOnAFileTheServicesWouldRefuse(t *testing.T) {
 	if _, ok := got["FIRST"]; ok {
 		t.Error("FIRST was exported although the file is refused")
 	}
+}
+
+// servicesRunFrom returns where deploy-app.sh put what the services run:
+// the checkout's bin/ and .env, or, when the services' user cannot enter
+// the checkout, the copies in /var/lib/moviestream/run.
+func servicesRunFrom(t *testing.T) (binDir, envFile string) {
+	t.Helper()
+	if exec.Command("runuser", "-u", "moviestream", "--", "test", "-x", repoRoot).Run() == nil {
+		return filepath.Join(repoRoot, "bin"), filepath.Join(repoRoot, ".env")
+	}
+	return "/var/lib/moviestream/run/bin", "/var/lib/moviestream/run/moviestream.env"
 }

@@ -51,6 +51,25 @@ done
 # it may write (docs/security.md).
 id -u moviestream >/dev/null 2>&1 || die "system user moviestream missing: run scripts/provision-common.sh"
 env_file=${ENV_FILE:-$REPO_ROOT/.env}
+
+# A checkout the services' user cannot enter (under /root, say) is deployed
+# to RUN_DIR instead: a copy of the binaries and of .env (0640
+# root:moviestream), refreshed by every deploy; PM2 runs them from there.
+RUN_DIR=${MOVIESTREAM_RUN_DIR:-/var/lib/moviestream/run}
+if ! runuser -u moviestream -- test -x "$REPO_ROOT"; then
+  log "the services' user moviestream cannot enter $REPO_ROOT: running the services from $RUN_DIR"
+  install -d -m 0755 -- "$RUN_DIR" "$RUN_DIR/bin"
+  for svc in "$@"; do
+    install -m 0755 -- "$BIN_DIR/$svc" "$RUN_DIR/bin/.$svc.new"
+    mv -f -- "$RUN_DIR/bin/.$svc.new" "$RUN_DIR/bin/$svc"
+  done
+  install -m 0640 -o root -g moviestream -- "$env_file" "$RUN_DIR/.env.new"
+  mv -f -- "$RUN_DIR/.env.new" "$RUN_DIR/moviestream.env"
+  BIN_DIR=$RUN_DIR/bin
+  env_file=$RUN_DIR/moviestream.env
+  # Read by ecosystem.config.js when the pm2 commands below evaluate it.
+  export MOVIESTREAM_BIN_DIR=$BIN_DIR ENV_FILE=$env_file
+fi
 chmod 0755 -- "$BIN_DIR" 2>/dev/null || log "warning: cannot chmod 0755 $BIN_DIR (synced folder?)"
 if chgrp moviestream -- "$env_file" 2>/dev/null && chmod 0640 -- "$env_file" 2>/dev/null; then
   log "$env_file: root:moviestream 0640"
@@ -62,7 +81,7 @@ for f in "$env_file" "${@/#/$BIN_DIR/}"; do
     die "the services' user moviestream cannot read $f: let it read the file (docs/security.md)"
 done
 for d in "$REPO_ROOT" "$BIN_DIR"; do
-  if runuser -u moviestream -- test -w "$d"; then
+  if runuser -u moviestream -- test -w "$d" 2>/dev/null; then
     log "warning: the services' user moviestream can write to $d (a synced folder's mount options?): docs/security.md"
   fi
 done

@@ -68,7 +68,9 @@ const app = (service) => ({
   interpreter: 'none',
   exec_mode: 'fork',
   instances: 1,
-  cwd: root,
+  // The binary's directory: readable by the services' user even where the
+  // checkout is not (scripts/deploy-app.sh); .env is found through ENV_FILE.
+  cwd: binDir,
   uid: 'moviestream',
   gid: 'moviestream',
   autorestart: true,
