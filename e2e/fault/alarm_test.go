@@ -4,9 +4,7 @@ package fault
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,11 +23,7 @@ import (
 // so the DLQ may hold the bad message twice (a replay dedupes it).
 func TestAlarmDoesNotStallAcks(t *testing.T) {
 	s := newStack(t)
-	s.startBilling() // creates the table and the queues
-	waitStatus(t, 30*time.Second, s.billingURL("/ready"), http.StatusOK)
-	if code, _ := s.billing.Stop(t, syscall.SIGINT, 30*time.Second); code != 0 {
-		t.Fatalf("billing exit code %d", code)
-	}
+	s.billingCreatesTopology(t)
 
 	const valid = 20
 	msgs := []amqp.Publishing{{MessageId: "alarm-poison", ContentType: jsonType, Body: []byte(`{"user_id":`)}}

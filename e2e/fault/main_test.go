@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,15 +165,8 @@ func (s *stack) brokerEnv() map[string]string {
 // the administrator.
 func (s *stack) declareTopology(t *testing.T) {
 	t.Helper()
-	conn, err := amqp.DialConfig(s.broker.URL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
-	if err != nil {
-		t.Fatalf("dial %s: %v", s.broker, err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatalf("channel: %v", err)
-	}
+	ch, done := s.shortChannel(t)
+	defer done()
 	if err := (broker.Topology{Queue: queue}).Declare(ch); err != nil {
 		t.Fatalf("declare %s: %v", queue, err)
 	}
@@ -369,15 +363,8 @@ func (s *stack) freezeBroker(t *testing.T) (thaw func()) {
 // amqpChannel opens a connection of the test's own to the private node.
 func (s *stack) amqpChannel(t *testing.T) *amqp.Channel {
 	t.Helper()
-	conn, err := amqp.DialConfig(s.broker.URL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
-	if err != nil {
-		t.Fatalf("dial %s: %v", s.broker, err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatalf("channel: %v", err)
-	}
+	ch, done := s.shortChannel(t)
+	t.Cleanup(done)
 	return ch
 }
 
@@ -413,15 +400,8 @@ func (s *stack) publish(t *testing.T, msgs ...amqp.Publishing) {
 // stopped, ready is everything a queue holds.
 func (s *stack) ready(t *testing.T) (main, dead int) {
 	t.Helper()
-	conn, err := amqp.DialConfig(s.broker.URL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
-	if err != nil {
-		t.Fatalf("dial %s: %v", s.broker, err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatalf("channel: %v", err)
-	}
+	ch, done := s.shortChannel(t)
+	defer done()
 	for _, q := range []struct {
 		name string
 		n    *int
@@ -433,4 +413,31 @@ func (s *stack) ready(t *testing.T) (main, dead int) {
 		*q.n = st.Messages
 	}
 	return main, dead
+}
+
+// shortChannel opens a channel on a connection of its own; done closes
+// the connection.
+func (s *stack) shortChannel(t *testing.T) (ch *amqp.Channel, done func()) {
+	t.Helper()
+	conn, err := amqp.DialConfig(s.broker.URL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		t.Fatalf("dial %s: %v", s.broker, err)
+	}
+	ch, err = conn.Channel()
+	if err != nil {
+		_ = conn.Close()
+		t.Fatalf("channel: %v", err)
+	}
+	return ch, func() { _ = conn.Close() }
+}
+
+// billingCreatesTopology starts billing once and stops it: billing creates
+// the table and the queues, which then wait for messages with no consumer.
+func (s *stack) billingCreatesTopology(t *testing.T) {
+	t.Helper()
+	s.startBilling()
+	waitStatus(t, 30*time.Second, s.billingURL("/ready"), http.StatusOK)
+	if code, _ := s.billing.Stop(t, syscall.SIGINT, 30*time.Second); code != 0 {
+		t.Fatalf("billing exit code %d after SIGINT, want 0", code)
+	}
 }

@@ -145,11 +145,7 @@ const (
 // and billing runs, every order is written exactly once.
 func TestCrashLoopWhileWritesBlock(t *testing.T) {
 	s := newStack(t)
-	s.startBilling() // creates the table and the queues
-	waitStatus(t, 30*time.Second, s.billingURL("/ready"), http.StatusOK)
-	if code, _ := s.billing.Stop(t, syscall.SIGINT, 30*time.Second); code != 0 {
-		t.Fatalf("billing exit code %d after SIGINT, want 0", code)
-	}
+	s.billingCreatesTopology(t)
 	keys := make([]string, crashLoopOrders)
 	msgs := make([]amqp.Publishing, crashLoopOrders)
 	for i := range keys {
