@@ -1,7 +1,6 @@
 package web
 
 import (
-	"database/sql"
 	"net/http"
 	"strconv"
 	"sync"
@@ -22,12 +21,6 @@ func NewRegistry() *prometheus.Registry {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return reg
-}
-
-// RegisterDB adds the connection pool's statistics (open, in use, idle,
-// waits) of db to reg, labelled db_name=name.
-func RegisterDB(reg prometheus.Registerer, db *sql.DB, name string) error {
-	return reg.Register(collectors.NewDBStatsCollector(db, name))
 }
 
 // HTTPMetrics counts and times the requests of one service. Route is the

@@ -55,13 +55,6 @@ func NewServer(cfg ServerConfig, h http.Handler, log *slog.Logger) *http.Server 
 	}
 }
 
-// Serve runs srv on ln until ctx is cancelled, then stops accepting and waits
-// up to shutdownTimeout for in-flight requests. It returns nil after a clean
-// shutdown.
-func Serve(ctx context.Context, srv *http.Server, ln net.Listener, shutdownTimeout time.Duration) error {
-	return ServeListeners(ctx, srv, []net.Listener{ln}, shutdownTimeout)
-}
-
 // ServeListeners runs srv on every listener of lns until ctx is cancelled or
 // one of them fails; then it stops accepting on all of them (Shutdown closes
 // every listener) and waits up to shutdownTimeout for in-flight requests. It

@@ -152,7 +152,7 @@ func TestServeDrainsInFlightRequestsOnShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	srv := web.NewServer(web.ServerConfig{}, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	go func() { served <- web.Serve(ctx, srv, ln, 10*time.Second) }()
+	go func() { served <- web.ServeListeners(ctx, srv, []net.Listener{ln}, 10*time.Second) }()
 
 	got := make(chan string, 1)
 	go func() {

@@ -43,11 +43,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	defer pgdb.Close(db)
 	store := moviedb.New(db)
 	reg := web.NewRegistry()
-	sqlDB, err := db.DB()
-	if err != nil {
-		return err
-	}
-	if err := web.RegisterDB(reg, sqlDB, dbCfg.Name); err != nil {
+	if err := pgdb.RegisterStats(reg, db, dbCfg.Name); err != nil {
 		return err
 	}
 
