@@ -3,11 +3,13 @@
 package e2e
 
 import (
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"moviestream/pkg/broker"
 	"moviestream/pkg/config"
 	"moviestream/pkg/testenv"
 )
@@ -121,8 +123,7 @@ func TestBillingRejectsBadOrders(t *testing.T) {
 func queueDepth(t *testing.T) int {
 	t.Helper()
 	var env config.Reader
-	host := env.Optional("RABBITMQ_HOST", "127.0.0.1")
-	url := "http://" + host + ":" + env.String("RABBITMQ_MANAGEMENT_PORT") + "/api/queues/" +
+	url := "http://" + net.JoinHostPort(managementHost(broker.ConfigFromEnv(&env, "RABBITMQ_ADMIN", "e2e")), env.String("RABBITMQ_MANAGEMENT_PORT")) + "/api/queues/" +
 		env.String("RABBITMQ_VHOST") + "/" + env.String("RABBITMQ_QUEUE")
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	req.SetBasicAuth(env.String("RABBITMQ_ADMIN_USER"), env.String("RABBITMQ_ADMIN_PASSWORD"))
@@ -144,4 +145,17 @@ func queueDepth(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return q.Messages
+}
+
+// managementHost is where the management UI of cfg's broker listens: the
+// host of its first node (make up: loopback).
+func managementHost(cfg broker.Config) string {
+	if len(cfg.Addrs) == 0 {
+		return "127.0.0.1"
+	}
+	host, _, err := net.SplitHostPort(cfg.Addrs[0])
+	if err != nil {
+		return "127.0.0.1"
+	}
+	return host
 }

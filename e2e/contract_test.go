@@ -406,8 +406,7 @@ func contractFaults(t *testing.T, c *contract) {
 		"GATEWAY_INVENTORY_URL":    inventory.URL,
 		"GATEWAY_UPSTREAM_TIMEOUT": "300ms",
 		"GATEWAY_PUBLISH_TIMEOUT":  "300ms",
-		"RABBITMQ_HOST":            "127.0.0.1",
-		"RABBITMQ_PORT":            fmt.Sprint(testenv.FreePort(t)),
+		"RABBITMQ_ADDRS":           fmt.Sprint("127.0.0.1:", testenv.FreePort(t)),
 	})
 	check := func(ex exchange) response { t.Helper(); return c.check(t, base, ex) }
 
@@ -448,8 +447,7 @@ func contractFaults(t *testing.T, c *contract) {
 	keyed := startPrivateGateway(t, map[string]string{
 		"GATEWAY_INVENTORY_URL": inventory.URL,
 		"GATEWAY_API_KEYS":      "contract-test-key",
-		"RABBITMQ_HOST":         "127.0.0.1",
-		"RABBITMQ_PORT":         fmt.Sprint(testenv.FreePort(t)),
+		"RABBITMQ_ADDRS":        fmt.Sprint("127.0.0.1:", testenv.FreePort(t)),
 	})
 	for _, ex := range []exchange{
 		{method: "POST", path: "/api/movies", contentType: js, body: body},

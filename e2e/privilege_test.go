@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,7 +33,7 @@ func TestRabbitMQUsers(t *testing.T) {
 	admin := broker.ConfigFromEnv(&env, "RABBITMQ_ADMIN", "e2e-admin")
 	test := broker.ConfigFromEnv(&env, "TEST_RABBITMQ", "e2e-test-user")
 	topo := broker.TopologyFromEnv(&env)
-	mgmt := "http://" + env.Optional("RABBITMQ_HOST", "127.0.0.1") + ":" + env.String("RABBITMQ_MANAGEMENT_PORT")
+	mgmt := "http://" + net.JoinHostPort(managementHost(gateway), env.String("RABBITMQ_MANAGEMENT_PORT"))
 	if err := env.Err(); err != nil {
 		t.Fatal(err)
 	}

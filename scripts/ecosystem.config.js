@@ -13,7 +13,7 @@
 //
 // Per-host overrides: when one role runs per host (the Vagrant VMs, or the
 // namespaces of scripts/test-topology.sh), the role script writes the few
-// addresses that differ from .env (for example RABBITMQ_HOST on gateway-vm)
+// addresses that differ from .env (for example RABBITMQ_ADDRS on gateway-vm)
 // to <MOVIESTREAM_HOST_DIR or /etc/moviestream>/<service>.env, outside the
 // repository. They are read here into the process environment, so they win
 // over .env; a secret-looking key there is an error, because secrets live in

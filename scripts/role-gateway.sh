@@ -3,8 +3,9 @@
 # gateway_app in root's PM2, healthy on GATEWAY_PORT. No database, no broker.
 # With one role per host (MOVIESTREAM_TOPOLOGY=vms: gateway-vm) the gateway
 # finds inventory at http://INVENTORY_VM_IP:INVENTORY_PORT and RabbitMQ at
-# BILLING_VM_IP: this host overrides GATEWAY_INVENTORY_URL and RABBITMQ_HOST
-# (and adds GATEWAY_VM_IP to GATEWAY_ADMIN_ADDR for Prometheus on billing-vm)
+# BILLING_VM_IP: this host overrides GATEWAY_INVENTORY_URL and, while .env's
+# RABBITMQ_ADDRS is the one node on loopback, RABBITMQ_ADDRS (a list of
+# cluster nodes, docs/cluster.md, is kept as it is) (and adds GATEWAY_VM_IP to GATEWAY_ADMIN_ADDR for Prometheus on billing-vm)
 # (scripts/lib.sh write_host_env); on one host .env applies as it is. At the
 # end it reports, without failing, whether inventory and RabbitMQ are
 # reachable: their hosts may simply not be up yet.
@@ -30,8 +31,11 @@ if [[ $mode == vms ]]; then
   # The admin listener (/metrics) on loopback plus the private address,
   # where Prometheus on billing-vm scrapes it (never the NAT interface).
   admin_port=${GATEWAY_ADMIN_ADDR##*:}
-  write_host_env gateway "GATEWAY_INVENTORY_URL=$inventory_url" "RABBITMQ_HOST=$BILLING_VM_IP" \
-    "GATEWAY_ADMIN_ADDR=127.0.0.1:$admin_port,$GATEWAY_VM_IP:$admin_port"
+  overrides=("GATEWAY_INVENTORY_URL=$inventory_url" "GATEWAY_ADMIN_ADDR=127.0.0.1:$admin_port,$GATEWAY_VM_IP:$admin_port")
+  if [[ ${RABBITMQ_ADDRS:-} == 127.0.0.1:* && $RABBITMQ_ADDRS != *,* ]]; then
+    overrides+=("RABBITMQ_ADDRS=$BILLING_VM_IP:${RABBITMQ_ADDRS##*:}")
+  fi
+  write_host_env gateway "${overrides[@]}"
 else
   write_host_env gateway
 fi

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -148,8 +149,7 @@ func (s *stack) sinceBrokerBack(time.Duration) time.Duration { return time.Since
 
 func (s *stack) brokerEnv() map[string]string {
 	return map[string]string{
-		"RABBITMQ_HOST":             s.broker.Host,
-		"RABBITMQ_PORT":             s.broker.Port,
+		"RABBITMQ_ADDRS":            strings.Join(s.broker.Addrs, ","),
 		"RABBITMQ_VHOST":            s.broker.VHost,
 		"GATEWAY_RABBITMQ_USER":     s.gatewayBroker.User,
 		"GATEWAY_RABBITMQ_PASSWORD": s.gatewayBroker.Password,
@@ -419,7 +419,7 @@ func (s *stack) ready(t *testing.T) (main, dead int) {
 // the connection.
 func (s *stack) shortChannel(t *testing.T) (ch *amqp.Channel, done func()) {
 	t.Helper()
-	conn, err := amqp.DialConfig(s.broker.URL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := broker.Dial(s.broker)
 	if err != nil {
 		t.Fatalf("dial %s: %v", s.broker, err)
 	}

@@ -155,6 +155,9 @@ func (r *RabbitMQ) Freeze(tb testing.TB) { tb.Helper(); r.proc.Signal(tb, syscal
 // Thaw resumes a frozen VM.
 func (r *RabbitMQ) Thaw(tb testing.TB) { tb.Helper(); r.proc.Signal(tb, syscall.SIGCONT) }
 
+// Addr is the node's AMQP address, host:port.
+func (r *RabbitMQ) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port)) }
+
 // Running reports whether the VM runs.
 func (r *RabbitMQ) Running() bool { return r.proc.Running() }
 
@@ -191,7 +194,7 @@ func ServicePermissions(queue string) (gateway, billing Permissions) {
 // perm on it, and returns the connection settings.
 func (r *RabbitMQ) AddUser(tb testing.TB, vhost, user string, perm Permissions) broker.Config {
 	tb.Helper()
-	cfg := broker.Config{Host: "127.0.0.1", Port: strconv.Itoa(r.Port), VHost: vhost, User: user, Password: Secret(), Name: "fault-test"}
+	cfg := broker.Config{Addrs: []string{r.Addr()}, VHost: vhost, User: user, Password: Secret(), Name: "fault-test"}
 	if !slices.Contains(strings.Fields(r.Ctl(tb, "-q", "list_vhosts", "name")), vhost) {
 		r.Ctl(tb, "add_vhost", vhost)
 	}

@@ -123,7 +123,8 @@ func load() (settings, error) {
 	s.rabbitPromPort, s.prometheusPort = r.Port("RABBITMQ_PROMETHEUS_PORT"), r.Port("PROMETHEUS_PORT")
 	s.gatewayAdminPort, s.inventoryAdminPort = addrPort(&r, "GATEWAY_ADMIN_ADDR"), addrPort(&r, "INVENTORY_ADMIN_ADDR")
 	s.inventoryDB.Host, s.billingDB.Host = "127.0.0.1", "127.0.0.1"
-	s.broker.Host, s.billingBroker.Host, s.adminBroker.Host = s.billingIP, s.billingIP, s.billingIP
+	billingNode := []string{net.JoinHostPort(s.billingIP, strconv.Itoa(s.rabbitPort))}
+	s.broker.Addrs, s.billingBroker.Addrs, s.adminBroker.Addrs = billingNode, billingNode, billingNode
 	s.inventoryDB.MaxOpenConns, s.billingDB.MaxOpenConns = 1, 1
 	s.gatewayURL = "http://" + net.JoinHostPort(s.gatewayIP, r.String("GATEWAY_PORT"))
 	s.managementURL = "http://" + net.JoinHostPort(s.billingIP, r.String("RABBITMQ_MANAGEMENT_PORT"))

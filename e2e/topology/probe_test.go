@@ -128,7 +128,7 @@ func (p probe) query() string {
 }
 
 func (p probe) login() string {
-	conn, err := amqp.DialConfig(p.AMQP.URL(), amqp.Config{
+	conn, err := amqp.DialConfig(p.AMQP.URL(p.AMQP.Addrs[0]), amqp.Config{
 		Dial:       amqp.DefaultDial(10 * time.Second),
 		Properties: amqp.Table{"connection_name": "topology-probe"},
 	})

@@ -221,7 +221,7 @@ func waitOrders(t *testing.T, timeout time.Duration, column, value, want string)
 // as the gateway's user from the host); -1 when the broker cannot tell.
 func queued(t *testing.T) int {
 	t.Helper()
-	conn, err := amqp.DialConfig(cfg.broker.URL(), amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
+	conn, err := broker.Dial(cfg.broker)
 	if err != nil {
 		t.Logf("connect %s: %v", cfg.broker, err)
 		return -1
@@ -342,7 +342,7 @@ func checkRabbitMQLogins(t *testing.T) {
 // ACCESS_REFUSED (403).
 func consumeRefused(as broker.Config, queue string) func(t *testing.T) {
 	return func(t *testing.T) {
-		conn, err := amqp.DialConfig(as.URL(), amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
+		conn, err := broker.Dial(as)
 		if err != nil {
 			t.Fatalf("connect %s: %v", as, err)
 		}
@@ -493,7 +493,7 @@ func checkConfigFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := "RABBITMQ_HOST=" + c.billingIP
+		want := "RABBITMQ_ADDRS=" + net.JoinHostPort(c.billingIP, strconv.Itoa(c.rabbitPort))
 		for sc := bufio.NewScanner(bytes.NewReader(b)); sc.Scan(); {
 			if sc.Text() == want {
 				return

@@ -9,8 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,10 +19,12 @@ import (
 	"moviestream/pkg/backoff"
 )
 
-// Config locates the broker. Password is a secret: it is never logged.
+// Config locates the broker: one node, or the nodes of a cluster, any of
+// which will do. Password is a secret: it is never logged.
 type Config struct {
-	Host     string
-	Port     string
+	// Addrs are the nodes as host:port. Dial tries them in turn; with a
+	// cluster, each is a member serving the same vhost and queues.
+	Addrs    []string
 	VHost    string
 	User     string
 	Password string
@@ -32,12 +34,13 @@ type Config struct {
 	Name string
 }
 
-// URL returns the AMQP URL, with user, password and vhost escaped.
-func (c Config) URL() string {
+// URL returns the AMQP URL of the node at addr, with user, password and
+// vhost escaped.
+func (c Config) URL(addr string) string {
 	u := url.URL{
 		Scheme: "amqp",
 		User:   url.UserPassword(c.User, c.Password),
-		Host:   net.JoinHostPort(c.Host, c.Port),
+		Host:   addr,
 		// The vhost is one path segment; "/" itself must be escaped.
 		RawPath: "/" + url.PathEscape(c.VHost),
 		Path:    "/" + c.VHost,
@@ -47,7 +50,7 @@ func (c Config) URL() string {
 
 // String describes the target without the password, for logs.
 func (c Config) String() string {
-	return fmt.Sprintf("amqp://%s@%s/%s", c.User, net.JoinHostPort(c.Host, c.Port), c.VHost)
+	return fmt.Sprintf("amqp://%s@%s/%s", c.User, strings.Join(c.Addrs, ","), c.VHost)
 }
 
 // ErrUnavailable means the broker cannot take the message now: not
@@ -82,21 +85,42 @@ func (b *StatusBox) Get() Status {
 	return Status{Error: "not connected yet"}
 }
 
-// Dial opens one connection with heartbeats (a dead peer is noticed within
-// two of them), a 5s dial timeout and cfg.Name as the name the management
-// UI shows.
+// Dial opens one connection to the first node of cfg.Addrs that accepts
+// it, with heartbeats (a dead peer is noticed within two of them), a 5s
+// dial timeout per node and cfg.Name as the name the management UI shows.
 func Dial(cfg Config) (*amqp.Connection, error) {
+	conn, _, err := dialFrom(cfg, 0)
+	return conn, err
+}
+
+// dialFrom tries the nodes in order starting at cfg.Addrs[start], wrapping
+// around, and returns the connection and the index of the node it reached.
+// Starting after the node that just failed is what moves a client to
+// another member within seconds instead of retrying a dead one first.
+func dialFrom(cfg Config, start int) (*amqp.Connection, int, error) {
+	if len(cfg.Addrs) == 0 {
+		return nil, 0, errors.New("broker: no node address configured")
+	}
 	heartbeat := cfg.Heartbeat
 	if heartbeat <= 0 {
 		heartbeat = 10 * time.Second
 	}
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(cfg.Name)
-	return amqp.DialConfig(cfg.URL(), amqp.Config{
-		Heartbeat:  heartbeat,
-		Properties: props,
-		Dial:       amqp.DefaultDial(5 * time.Second),
-	})
+	var errs []error
+	for i := range cfg.Addrs {
+		n := (start + i) % len(cfg.Addrs)
+		conn, err := amqp.DialConfig(cfg.URL(cfg.Addrs[n]), amqp.Config{
+			Heartbeat:  heartbeat,
+			Properties: props,
+			Dial:       amqp.DefaultDial(5 * time.Second),
+		})
+		if err == nil {
+			return conn, n, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", cfg.Addrs[n], err))
+	}
+	return nil, start, errors.Join(errs...)
 }
 
 // Session uses one live connection until the connection fails or ctx ends.
@@ -105,13 +129,15 @@ type Session func(ctx context.Context, conn *amqp.Connection) error
 
 // Supervise dials the broker, runs session on the connection, and redials
 // with capped backoff whenever the connection is lost, until ctx ends. A
-// service started while RabbitMQ is down therefore waits instead of exiting.
+// service started while RabbitMQ is down therefore waits instead of exiting;
+// with several nodes, a redial after a lost connection tries the other
+// nodes first, so a client moves to a live member without waiting.
 // It returns nil once ctx is done.
 func Supervise(ctx context.Context, cfg Config, log *slog.Logger, session Session) error {
 	bo := backoff.New(250*time.Millisecond, 5*time.Second)
-	failures := 0
+	failures, next := 0, 0
 	for ctx.Err() == nil {
-		conn, err := Dial(cfg)
+		conn, node, err := dialFrom(cfg, next)
 		if err != nil {
 			failures++
 			// Log the first failure and then every tenth: an outage is visible
@@ -124,8 +150,11 @@ func Supervise(ctx context.Context, cfg Config, log *slog.Logger, session Sessio
 			}
 			continue
 		}
-		log.Info("rabbitmq connected", "broker", cfg.String(), "after_attempts", failures+1)
+		log.Info("rabbitmq connected", "broker", cfg.String(), "node", cfg.Addrs[node], "after_attempts", failures+1)
 		failures = 0
+		// Next time, begin with the node after this one: when this session
+		// ends because its node died, the others are tried first.
+		next = node + 1
 
 		started := time.Now()
 		err = session(ctx, conn)
@@ -133,7 +162,7 @@ func Supervise(ctx context.Context, cfg Config, log *slog.Logger, session Sessio
 		if ctx.Err() != nil {
 			break
 		}
-		log.Warn("rabbitmq session ended, reconnecting", "err", err)
+		log.Warn("rabbitmq session ended, reconnecting", "node", cfg.Addrs[node], "err", err)
 		if time.Since(started) > time.Minute {
 			bo.Reset()
 		}

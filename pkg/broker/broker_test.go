@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,7 +133,7 @@ func TestPublishUnroutableIsAnError(t *testing.T) {
 func TestPublishWithoutBrokerFailsFast(t *testing.T) {
 	t.Parallel()
 	port := strconv.Itoa(testenv.FreePort(t)) // nothing listens here
-	cfg := broker.Config{Host: "127.0.0.1", Port: port, VHost: "/", User: "u", Password: "p"}
+	cfg := broker.Config{Addrs: []string{"127.0.0.1:" + port}, VHost: "/", User: "u", Password: "p"}
 	p := broker.NewPublisher(cfg, broker.Topology{Queue: "q"}, 1, quiet)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -154,12 +156,12 @@ func TestPublishWithoutBrokerFailsFast(t *testing.T) {
 
 func TestConfigURLEscapesAndStringHidesPassword(t *testing.T) {
 	t.Parallel()
-	cfg := broker.Config{Host: "h", Port: "5672", VHost: "/", User: "u@x", Password: "p:/@?#"}
-	u, err := amqp.ParseURI(cfg.URL())
+	cfg := broker.Config{Addrs: []string{"h:5672", "[::1]:5673"}, VHost: "/", User: "u@x", Password: "p:/@?#"}
+	u, err := amqp.ParseURI(cfg.URL(cfg.Addrs[1]))
 	if err != nil {
-		t.Fatalf("ParseURI(%q): %v", cfg.URL(), err)
+		t.Fatalf("ParseURI(%q): %v", cfg.URL(cfg.Addrs[1]), err)
 	}
-	if u.Username != "u@x" || u.Password != "p:/@?#" || u.Vhost != "/" {
+	if u.Username != "u@x" || u.Password != "p:/@?#" || u.Vhost != "/" || u.Host != "::1" || u.Port != 5673 {
 		t.Errorf("round trip: user %q password %q vhost %q", u.Username, u.Password, u.Vhost)
 	}
 	if s := cfg.String(); s == "" || strings.Contains(s, cfg.Password) {
@@ -217,7 +219,7 @@ func TestDeliveryLimitDeadLetters(t *testing.T) {
 // for publishing to queues other than a publisher's topology.
 func confirmChannel(t *testing.T, cfg broker.Config) *broker.ConfirmChannel {
 	t.Helper()
-	conn, err := amqp.Dial(cfg.URL())
+	conn, err := broker.Dial(cfg)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -273,4 +275,138 @@ func TestReturnedMessagesComeFirst(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("order after a consumer died = %q, want %q", got, want)
 	}
+}
+
+func TestTopologyQuorumSizeIsPartOfTheDeclaration(t *testing.T) {
+	t.Parallel()
+	cfg := brokertest.Config(t)
+	topo := brokertest.Topology(t, cfg)
+	topo.QuorumSize = 1 // the one node there is
+	if err := topo.Declare(brokertest.Channel(t, cfg)); err != nil {
+		t.Fatalf("declare with a quorum size: %v", err)
+	}
+	if got := topo.QueueArgs()["x-quorum-initial-group-size"]; got != int64(1) {
+		t.Errorf("x-quorum-initial-group-size = %v, want 1", got)
+	}
+
+	// A client whose .env says otherwise is told which setting differs.
+	other := topo
+	other.QuorumSize = 0
+	err := other.Declare(brokertest.Channel(t, cfg))
+	if !errors.Is(err, broker.ErrTopologyMismatch) || !strings.Contains(err.Error(), "RABBITMQ_QUORUM_SIZE") {
+		t.Fatalf("declare without the size over a sized queue = %v, want ErrTopologyMismatch naming RABBITMQ_QUORUM_SIZE", err)
+	}
+}
+
+func TestDialSkipsNodesThatAreDown(t *testing.T) {
+	t.Parallel()
+	cfg := brokertest.Config(t)
+	down := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	cfg.Addrs = append([]string{down}, cfg.Addrs...)
+	conn, err := broker.Dial(cfg)
+	if err != nil {
+		t.Fatalf("Dial with the first node down: %v", err)
+	}
+	_ = conn.Close()
+
+	alsoDown := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	cfg.Addrs = []string{down, alsoDown}
+	_, err = broker.Dial(cfg)
+	if err == nil || !strings.Contains(err.Error(), down) || !strings.Contains(err.Error(), alsoDown) {
+		t.Fatalf("Dial with every node down = %v, want an error naming each node", err)
+	}
+}
+
+// Two relays stand for two cluster members in front of the one test broker:
+// when the member a publisher uses dies, its next publish succeeds through
+// the other within seconds, without a restart.
+func TestPublisherMovesToAnotherNodeWhenItsNodeDies(t *testing.T) {
+	t.Parallel()
+	cfg := brokertest.Config(t)
+	topo := brokertest.Topology(t, cfg)
+	first, second := newRelay(t, cfg.Addrs[0]), newRelay(t, cfg.Addrs[0])
+	nodes := cfg
+	nodes.Addrs = []string{first.addr(), second.addr()}
+	p := brokertest.StartPublisher(t, nodes, topo)
+
+	publish := func(id string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return p.Publish(ctx, amqp.Publishing{MessageId: id, Body: []byte("{}")})
+	}
+	if err := publish("before"); err != nil {
+		t.Fatalf("Publish through the first node: %v", err)
+	}
+	if first.connections() == 0 || second.connections() != 0 {
+		t.Fatalf("connections: first %d, second %d; want the first node only", first.connections(), second.connections())
+	}
+
+	died := time.Now()
+	first.kill()
+	var n int
+	testenv.WaitFor(t, 10*time.Second, "a publish through the other node", func() bool {
+		n++
+		return publish(fmt.Sprint("after-", n)) == nil
+	})
+	t.Logf("publishing again %v after its node died", time.Since(died).Round(time.Millisecond))
+	if second.connections() == 0 {
+		t.Error("no connection reached the second node")
+	}
+}
+
+// relay forwards TCP connections to target until kill, which also cuts the
+// connections it carries, as a node's death does.
+type relay struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	count int
+}
+
+func newRelay(t *testing.T, target string) *relay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relay{ln: ln}
+	t.Cleanup(r.kill)
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = in.Close()
+				continue
+			}
+			r.mu.Lock()
+			r.conns = append(r.conns, in, out)
+			r.count++
+			r.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); _ = out.Close() }()
+			go func() { _, _ = io.Copy(in, out); _ = in.Close() }()
+		}
+	}()
+	return r
+}
+
+func (r *relay) addr() string { return r.ln.Addr().String() }
+
+func (r *relay) connections() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count
+}
+
+func (r *relay) kill() {
+	_ = r.ln.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		_ = c.Close()
+	}
+	r.conns = nil
 }

@@ -1,21 +1,17 @@
 package broker
 
-import (
-	"strconv"
+import "moviestream/pkg/config"
 
-	"moviestream/pkg/config"
-)
-
-// ConfigFromEnv reads the broker's location from the RABBITMQ_* variables
-// and the credentials of one client from <user>_USER and <user>_PASSWORD:
+// ConfigFromEnv reads the broker's nodes from RABBITMQ_ADDRS (host:port,
+// comma-separated: one node, or the members of a cluster), the vhost from
+// RABBITMQ_VHOST and the credentials of one client from <user>_USER and <user>_PASSWORD:
 // user is "GATEWAY_RABBITMQ", "BILLING_RABBITMQ", "RABBITMQ_ADMIN" or
 // "TEST_RABBITMQ" (each with its own permissions, docs/security.md). name is
 // the connection name the management UI shows. Problems are collected by
 // env; check env.Err().
 func ConfigFromEnv(env *config.Reader, user, name string) Config {
 	return Config{
-		Host:     env.String("RABBITMQ_HOST"),
-		Port:     strconv.Itoa(env.Port("RABBITMQ_PORT")),
+		Addrs:    env.Endpoints("RABBITMQ_ADDRS"),
 		VHost:    env.String("RABBITMQ_VHOST"),
 		User:     env.String(user + "_USER"),
 		Password: env.String(user + "_PASSWORD"),
@@ -23,7 +19,16 @@ func ConfigFromEnv(env *config.Reader, user, name string) Config {
 	}
 }
 
-// TopologyFromEnv reads the queue name from RABBITMQ_QUEUE.
+// TopologyFromEnv reads the queue name from RABBITMQ_QUEUE and the number
+// of replicas of its quorum queues from RABBITMQ_QUORUM_SIZE (empty:
+// RabbitMQ's default). Everyone who declares the queues must read the same
+// values: RabbitMQ refuses a declaration whose arguments differ.
 func TopologyFromEnv(env *config.Reader) Topology {
-	return Topology{Queue: env.String("RABBITMQ_QUEUE")}
+	t := Topology{Queue: env.String("RABBITMQ_QUEUE")}
+	if env.Optional("RABBITMQ_QUORUM_SIZE", "") != "" {
+		// A quorum of 1 is a single node; more than 7 replicas slows every
+		// write for no safety a broker cluster of this size needs.
+		t.QuorumSize = env.IntRange("RABBITMQ_QUORUM_SIZE", 1, 7)
+	}
+	return t
 }

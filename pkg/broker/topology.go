@@ -25,6 +25,11 @@ var ErrTopologyMismatch = errors.New("queue exists with different arguments")
 // to start creates it.
 type Topology struct {
 	Queue string
+	// QuorumSize is the number of replicas of each queue when it is
+	// created (x-quorum-initial-group-size); zero leaves it to RabbitMQ,
+	// which places one on every cluster member up to its limit. It is part
+	// of the declaration: everyone must use the same value.
+	QuorumSize int
 }
 
 // DeadLetterQueue is where messages that can never become orders end.
@@ -35,18 +40,23 @@ func (t Topology) DeadLetterQueue() string { return t.Queue + ".dlq" }
 // broker restart, and it supports x-delivery-limit) that dead-letters
 // through the default exchange into the DLQ.
 func (t Topology) QueueArgs() amqp.Table {
-	return amqp.Table{
-		amqp.QueueTypeArg:           amqp.QueueTypeQuorum,
-		"x-delivery-limit":          int64(DeliveryLimit),
-		"x-dead-letter-exchange":    "",
-		"x-dead-letter-routing-key": t.DeadLetterQueue(),
-	}
+	args := t.quorumArgs()
+	args["x-delivery-limit"] = int64(DeliveryLimit)
+	args["x-dead-letter-exchange"] = ""
+	args["x-dead-letter-routing-key"] = t.DeadLetterQueue()
+	return args
 }
 
 // DeadLetterArgs returns the DLQ's arguments; it is a quorum queue too, so
 // dead letters are as durable as orders.
-func (t Topology) DeadLetterArgs() amqp.Table {
-	return amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}
+func (t Topology) DeadLetterArgs() amqp.Table { return t.quorumArgs() }
+
+func (t Topology) quorumArgs() amqp.Table {
+	args := amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}
+	if t.QuorumSize > 0 {
+		args["x-quorum-initial-group-size"] = int64(t.QuorumSize)
+	}
+	return args
 }
 
 // Declare creates both queues, or checks that they exist as described. On a
@@ -65,8 +75,15 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 func (t Topology) declareErr(queue string, err error) error {
 	var amqpErr *amqp.Error
 	if errors.As(err, &amqpErr) && amqpErr.Code == amqp.PreconditionFailed {
-		return fmt.Errorf("broker: declare %q: %w (%s); delete the queue or align its arguments: quorum, x-delivery-limit=%d, dead-letter to %q",
-			queue, ErrTopologyMismatch, amqpErr.Reason, DeliveryLimit, t.DeadLetterQueue())
+		return fmt.Errorf("broker: declare %q: %w (%s); delete the queue or align its arguments: quorum, x-delivery-limit=%d, dead-letter to %q, x-quorum-initial-group-size=%s (RABBITMQ_QUORUM_SIZE)",
+			queue, ErrTopologyMismatch, amqpErr.Reason, DeliveryLimit, t.DeadLetterQueue(), t.quorumSizeText())
 	}
 	return fmt.Errorf("broker: declare %q: %w", queue, err)
+}
+
+func (t Topology) quorumSizeText() string {
+	if t.QuorumSize == 0 {
+		return "unset"
+	}
+	return fmt.Sprint(t.QuorumSize)
 }

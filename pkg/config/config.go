@@ -206,6 +206,17 @@ func (r *Reader) Hosts(key string) []string {
 // Addrs returns a required comma-separated list of listen addresses, each
 // IP:port: "127.0.0.1:9111,192.168.56.11:9111".
 func (r *Reader) Addrs(key string) []string {
+	return r.hostPorts(key, "IP:port", func(host string) bool { return net.ParseIP(host) != nil })
+}
+
+// Endpoints returns a required comma-separated list of addresses to dial,
+// each host:port where host is an IP address or a name: the broker nodes of
+// RABBITMQ_ADDRS, "10.0.0.1:5672,rabbit-2:5672".
+func (r *Reader) Endpoints(key string) []string {
+	return r.hostPorts(key, "host:port", func(host string) bool { return host != "" })
+}
+
+func (r *Reader) hostPorts(key, form string, validHost func(string) bool) []string {
 	if r.String(key) == "" {
 		return nil
 	}
@@ -213,8 +224,8 @@ func (r *Reader) Addrs(key string) []string {
 	for _, a := range addrs {
 		host, port, err := net.SplitHostPort(a)
 		n, perr := strconv.Atoi(port)
-		if err != nil || net.ParseIP(host) == nil || perr != nil || n < 1 || n > 65535 {
-			r.bad = append(r.bad, fmt.Sprintf("%s: %q is not IP:port", key, a))
+		if err != nil || !validHost(host) || perr != nil || n < 1 || n > 65535 {
+			r.bad = append(r.bad, fmt.Sprintf("%s: %q is not %s", key, a, form))
 			return nil
 		}
 	}

@@ -203,25 +203,29 @@ func TestReaderInvalidIsReportedWithTheRest(t *testing.T) {
 	}
 }
 
-func TestReaderHostsAndAddrs(t *testing.T) {
+func TestReaderHostsAddrsAndEndpoints(t *testing.T) {
 	tests := []struct {
 		name, value string
 		hosts       []string // want from Hosts; nil with wantErr
 		addrs       []string // want from Addrs
+		endpoints   []string // want from Endpoints
 		hostsErr    bool
 		addrsErr    bool
+		endpErr     bool
 	}{
-		{name: "one host", value: "127.0.0.1", hosts: []string{"127.0.0.1"}, addrsErr: true},
-		{name: "loopback and private", value: "127.0.0.1, 192.168.56.11", hosts: []string{"127.0.0.1", "192.168.56.11"}, addrsErr: true},
-		{name: "a host name is refused", value: "localhost", hostsErr: true, addrsErr: true},
-		{name: "addresses", value: "127.0.0.1:9111,[::1]:9111", hostsErr: true, addrs: []string{"127.0.0.1:9111", "[::1]:9111"}},
-		{name: "bad port", value: "127.0.0.1:99999", hostsErr: true, addrsErr: true},
-		{name: "empty is missing", value: " , ", hostsErr: true, addrsErr: true},
+		{name: "one host", value: "127.0.0.1", hosts: []string{"127.0.0.1"}, addrsErr: true, endpErr: true},
+		{name: "loopback and private", value: "127.0.0.1, 192.168.56.11", hosts: []string{"127.0.0.1", "192.168.56.11"}, addrsErr: true, endpErr: true},
+		{name: "a host name is refused", value: "localhost", hostsErr: true, addrsErr: true, endpErr: true},
+		{name: "addresses", value: "127.0.0.1:9111,[::1]:9111", hostsErr: true, addrs: []string{"127.0.0.1:9111", "[::1]:9111"}, endpoints: []string{"127.0.0.1:9111", "[::1]:9111"}},
+		{name: "names dial but do not bind", value: "rabbit-1:5672, 10.0.0.2:5672", hostsErr: true, addrsErr: true, endpoints: []string{"rabbit-1:5672", "10.0.0.2:5672"}},
+		{name: "an empty host is refused", value: ":5672", hostsErr: true, addrsErr: true, endpErr: true},
+		{name: "bad port", value: "127.0.0.1:99999", hostsErr: true, addrsErr: true, endpErr: true},
+		{name: "empty is missing", value: " , ", hostsErr: true, addrsErr: true, endpErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("CFG_TEST_BIND", tc.value)
-			var hr, ar config.Reader
+			var hr, ar, er config.Reader
 			if diff := cmp.Diff(tc.hosts, hr.Hosts("CFG_TEST_BIND")); !tc.hostsErr && diff != "" {
 				t.Errorf("Hosts (-want +got):\n%s", diff)
 			}
@@ -233,6 +237,12 @@ func TestReaderHostsAndAddrs(t *testing.T) {
 			}
 			if err := ar.Err(); (err != nil) != tc.addrsErr || (err != nil && !strings.Contains(err.Error(), "CFG_TEST_BIND")) {
 				t.Errorf("Addrs error = %v, want error %v naming the key", err, tc.addrsErr)
+			}
+			if diff := cmp.Diff(tc.endpoints, er.Endpoints("CFG_TEST_BIND")); !tc.endpErr && diff != "" {
+				t.Errorf("Endpoints (-want +got):\n%s", diff)
+			}
+			if err := er.Err(); (err != nil) != tc.endpErr || (err != nil && !strings.Contains(err.Error(), "CFG_TEST_BIND")) {
+				t.Errorf("Endpoints error = %v, want error %v naming the key", err, tc.endpErr)
 			}
 		})
 	}

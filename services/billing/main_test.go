@@ -24,7 +24,7 @@ func TestConsumerConfigRefusesWhatTheBrokerWouldMisread(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for key, value := range map[string]string{
-				"RABBITMQ_HOST": "127.0.0.1", "RABBITMQ_PORT": "5672", "RABBITMQ_VHOST": "v",
+				"RABBITMQ_ADDRS": "127.0.0.1:5672", "RABBITMQ_VHOST": "v",
 				"BILLING_RABBITMQ_USER": "u", "BILLING_RABBITMQ_PASSWORD": "p", "RABBITMQ_QUEUE": "q",
 				"BILLING_PREFETCH": tc.prefetch, "BILLING_BATCH_SIZE": tc.batch,
 			} {

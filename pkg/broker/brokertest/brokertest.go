@@ -27,14 +27,13 @@ func Config(tb testing.TB) broker.Config {
 	tb.Helper()
 	testenv.Load(tb)
 	cfg := broker.Config{
-		Host:     testenv.Get(tb, "RABBITMQ_HOST"),
-		Port:     testenv.Get(tb, "RABBITMQ_PORT"),
+		Addrs:    strings.Split(testenv.Get(tb, "RABBITMQ_ADDRS"), ","),
 		VHost:    testenv.Get(tb, "RABBITMQ_VHOST"),
 		User:     testenv.Get(tb, "TEST_RABBITMQ_USER"),
 		Password: testenv.Get(tb, "TEST_RABBITMQ_PASSWORD"),
 		Name:     "test:" + tb.Name(),
 	}
-	conn, err := amqp.DialConfig(cfg.URL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := broker.Dial(cfg)
 	if err != nil {
 		testenv.Unavailable(tb, "RabbitMQ "+cfg.String(), err)
 	}
@@ -45,7 +44,7 @@ func Config(tb testing.TB) broker.Config {
 // Channel opens a connection and channel for the test's own inspection.
 func Channel(tb testing.TB, cfg broker.Config) *amqp.Channel {
 	tb.Helper()
-	conn, err := amqp.Dial(cfg.URL())
+	conn, err := broker.Dial(cfg)
 	if err != nil {
 		tb.Fatalf("dial %s: %v", cfg, err)
 	}
@@ -71,7 +70,7 @@ func Topology(tb testing.TB, cfg broker.Config) broker.Topology {
 	}
 	topo := broker.Topology{Queue: "test." + name + "." + hex.EncodeToString(b)}
 	tb.Cleanup(func() {
-		conn, err := amqp.Dial(cfg.URL())
+		conn, err := broker.Dial(cfg)
 		if err != nil {
 			tb.Errorf("cleanup dial: %v", err)
 			return

@@ -19,8 +19,6 @@ import (
 	"time"
 	"unicode"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"moviestream/pkg/broker"
 	"moviestream/pkg/config"
 	"moviestream/services/billing/internal/consumer"
@@ -135,9 +133,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	// One connection, no redial: an operator's command fails fast.
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(brokerCfg.Name)
-	conn, err := amqp.DialConfig(brokerCfg.URL(), amqp.Config{Properties: props, Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := broker.Dial(brokerCfg)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", brokerCfg.String(), err)
 	}

@@ -31,7 +31,7 @@ func newRig(tb testing.TB) *rig {
 	tb.Helper()
 	cfg := brokertest.Config(tb)
 	topo, ch := brokertest.Declared(tb, cfg)
-	conn, err := amqp.Dial(cfg.URL())
+	conn, err := broker.Dial(cfg)
 	if err != nil {
 		tb.Fatalf("dial: %v", err)
 	}
@@ -491,7 +491,7 @@ func TestMissingDLQIsAnErrorAndNotDeclared(t *testing.T) {
 	t.Parallel()
 	cfg := brokertest.Config(t)
 	topo := brokertest.Topology(t, cfg) // never declared
-	conn, err := amqp.Dial(cfg.URL())
+	conn, err := broker.Dial(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -521,7 +521,7 @@ func TestPostRabbitMQUnroutable(t *testing.T) {
 func TestPostBrokerUnreachable(t *testing.T) {
 	t.Parallel()
 	port := strconv.Itoa(testenv.FreePort(t)) // nothing listens here
-	cfg := broker.Config{Host: "127.0.0.1", Port: port, VHost: "nowhere", User: "nobody", Password: "unused", Name: "test:" + t.Name()}
+	cfg := broker.Config{Addrs: []string{"127.0.0.1:" + port}, VHost: "nowhere", User: "nobody", Password: "unused", Name: "test:" + t.Name()}
 	pub := brokertest.RunPublisher(t, cfg, broker.Topology{Queue: testQueue})
 	if pub.Status().Connected {
 		t.Fatal("publisher reports connected to a closed port")
