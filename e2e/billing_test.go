@@ -122,6 +122,17 @@ func TestBillingRejectsBadOrders(t *testing.T) {
 // queueDepth asks the management API, as a user watching the UI would.
 func queueDepth(t *testing.T) int {
 	t.Helper()
+	return billingQueue(t).Messages
+}
+
+// queueStats is what the management API says of billing_queue.
+type queueStats struct {
+	Messages  int `json:"messages"`
+	Consumers int `json:"consumers"`
+}
+
+func billingQueue(t *testing.T) queueStats {
+	t.Helper()
 	var env config.Reader
 	url := "http://" + net.JoinHostPort(managementHost(broker.ConfigFromEnv(&env, "RABBITMQ_ADMIN", "e2e")), env.String("RABBITMQ_MANAGEMENT_PORT")) + "/api/queues/" +
 		env.String("RABBITMQ_VHOST") + "/" + env.String("RABBITMQ_QUEUE")
@@ -135,16 +146,14 @@ func queueDepth(t *testing.T) int {
 		t.Fatalf("management API: %v", err)
 	}
 	defer resp.Body.Close()
-	var q struct {
-		Messages int `json:"messages"`
-	}
+	var q queueStats
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("management API %s: %d", url, resp.StatusCode)
 	}
 	if err := jsonDecode(resp, &q); err != nil {
 		t.Fatal(err)
 	}
-	return q.Messages
+	return q
 }
 
 // managementHost is where the management UI of cfg's broker listens: the

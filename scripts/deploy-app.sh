@@ -86,26 +86,36 @@ for d in "$REPO_ROOT" "$BIN_DIR"; do
   fi
 done
 
-# pm2_script NAME: the program PM2 runs as NAME, or nothing when PM2 has no
-# such app. (No jq: node is there whenever pm2 is.)
+# pm2_script NAME: the program PM2 runs as NAME and how many processes
+# ("PATH COUNT"), or nothing when PM2 has no such app. (No jq: node is there
+# whenever pm2 is.)
 pm2_script() {
   # shellcheck disable=SC2016 # the JavaScript is single-quoted on purpose
   pm2_run jlist 2>/dev/null | node -e '
     let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
       let apps = []; try { apps = JSON.parse(s); } catch (e) {}
-      const a = apps.find((x) => x.name === process.argv[1]);
-      if (a) process.stdout.write(a.pm2_env.pm_exec_path || "");
+      const mine = apps.filter((x) => x.name === process.argv[1]);
+      if (mine.length) process.stdout.write(`${mine[0].pm2_env.pm_exec_path || ""} ${mine.length}`);
     });' "$1"
 }
+
+# Billing's process count, which ecosystem.config.js reads from the
+# environment: BILLING_INSTANCES of .env (1 when unset).
+load_env
+export BILLING_INSTANCES=${BILLING_INSTANCES:-1}
+[[ $BILLING_INSTANCES =~ ^([1-9]|1[0-6])$ ]] || die "BILLING_INSTANCES=$BILLING_INSTANCES: want a number from 1 to 16"
 
 for svc in "$@"; do
   # startOrRestart keeps an existing app's program and working directory:
   # an app started from another checkout (or another bin dir) would go on
   # running the old binary. Replace it instead.
+  # startOrRestart does not change the number of processes either.
   want=$(realpath -m -- "$BIN_DIR/$svc")
+  count=1
+  [[ $svc != billing ]] || count=$BILLING_INSTANCES
   have=$(pm2_script "${svc}_app" || true)
-  if [[ -n $have && $have != "$want" ]]; then
-    log "${svc}_app runs $have; replacing it with $want"
+  if [[ -n $have && $have != "$want $count" ]]; then
+    log "${svc}_app runs $have (program, processes); replacing it with $want $count"
     pm2_run delete "${svc}_app" >/dev/null
   fi
   log "starting or restarting ${svc}_app"

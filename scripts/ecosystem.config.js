@@ -62,12 +62,27 @@ const hostEnv = (service) => {
   return env;
 };
 
+// Billing may run several processes on a host (BILLING_INSTANCES, 1 to 16,
+// from .env through the script that runs pm2: scripts/deploy-app.sh reads
+// it); PM2 numbers them in BILLING_INSTANCE, and each serves health on
+// BILLING_HEALTH_PORT plus its number. The other services run one.
+const instances = (service) => {
+  if (service !== 'billing') return 1;
+  const v = process.env.BILLING_INSTANCES || '1';
+  const n = Number(v);
+  if (!/^[0-9]+$/.test(v) || n < 1 || n > 16) {
+    throw new Error(`BILLING_INSTANCES=${v}: want a number from 1 to 16`);
+  }
+  return n;
+};
+
 const app = (service) => ({
   name: `${service}_app`,
   script: path.join(binDir, service),
   interpreter: 'none',
   exec_mode: 'fork',
-  instances: 1,
+  instances: instances(service),
+  instance_var: `${service.toUpperCase()}_INSTANCE`,
   // The binary's directory: readable by the services' user even where the
   // checkout is not (scripts/deploy-app.sh); .env is found through ENV_FILE.
   cwd: binDir,

@@ -72,6 +72,13 @@ if [[ $mode == vms ]]; then
   gateway_target=$GATEWAY_VM_IP:${GATEWAY_ADMIN_ADDR##*:}
   inventory_target=$INVENTORY_VM_IP:${INVENTORY_ADMIN_ADDR##*:}
 fi
+# Billing's processes on this host (BILLING_INSTANCES): one target each,
+# on BILLING_HEALTH_PORT and the ports after it.
+[[ ${BILLING_INSTANCES:-1} =~ ^([1-9]|1[0-6])$ ]] || die "BILLING_INSTANCES=$BILLING_INSTANCES: want a number from 1 to 16"
+billing_targets=
+for ((i = 0; i < ${BILLING_INSTANCES:-1}; i++)); do
+  billing_targets+="${billing_targets:+, }'127.0.0.1:$((BILLING_HEALTH_PORT + i))'"
+done
 
 apt_install prometheus curl
 
@@ -124,7 +131,7 @@ scrape_configs:
       - targets: ['$inventory_target']
   - job_name: billing
     static_configs:
-      - targets: ['127.0.0.1:$BILLING_HEALTH_PORT']
+      - targets: [$billing_targets]
   # rabbitmq_prometheus: node-wide metrics (aggregated).
   - job_name: rabbitmq
     static_configs:
@@ -163,7 +170,7 @@ mv -f -- "$stage/prometheus.args" "$state/prometheus.args"
 chmod 0644 "$state/prometheus.yml" "$state/prometheus.args" "$state"/rules/*
 chmod 0755 "$state" "$state/rules"
 chown -R prometheus:prometheus "$state"
-log "wrote $state/prometheus.yml (targets: gateway $gateway_target, inventory $inventory_target, billing 127.0.0.1:$BILLING_HEALTH_PORT, rabbitmq 127.0.0.1:$RABBITMQ_PROMETHEUS_PORT)"
+log "wrote $state/prometheus.yml (targets: gateway $gateway_target, inventory $inventory_target, billing $billing_targets, rabbitmq 127.0.0.1:$RABBITMQ_PROMETHEUS_PORT)"
 
 # The port must be free for our process, or held by it already.
 if ! quiet pm2_run describe prometheus_app && http_ok "http://$listen/-/ready"; then

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # scripts/wait-healthy.sh [TIMEOUT_SECONDS] [gateway|inventory|billing]...
 # Wait, at most TIMEOUT_SECONDS (default 60) in total, until the services
-# named (default: all three) answer 200 on /health on this host; on timeout
+# named (default: all three) answer 200 on /health on this host (billing:
+# each of its BILLING_INSTANCES processes, on BILLING_HEALTH_PORT and the
+# ports after it); on timeout
 # print the last PM2 log lines of each service still failing and exit 1.
 # Why: a deploy is done when the services serve, not when PM2 has started them.
 set -euo pipefail
@@ -29,17 +31,27 @@ services=("${pending[@]}")
 
 load_env
 require_env GATEWAY_PORT INVENTORY_PORT BILLING_HEALTH_PORT
+# Each service's /health addresses, space-separated.
 declare -A url=(
   [gateway]="http://127.0.0.1:${GATEWAY_PORT}/health"
   [inventory]="http://127.0.0.1:${INVENTORY_PORT}/health"
-  [billing]="http://127.0.0.1:${BILLING_HEALTH_PORT}/health"
 )
+for ((i = 0; i < ${BILLING_INSTANCES:-1}; i++)); do
+  url[billing]+="${url[billing]:+ }http://127.0.0.1:$((BILLING_HEALTH_PORT + i))/health"
+done
+
+# all_ok URL...: every address answers.
+all_ok() {
+  local u
+  for u in "$@"; do http_ok "$u" || return 1; done
+}
 
 deadline=$((SECONDS + timeout))
 while :; do
   failing=()
   for svc in "${pending[@]}"; do
-    http_ok "${url[$svc]}" || failing+=("$svc")
+    # shellcheck disable=SC2086 # a list of addresses
+    all_ok ${url[$svc]} || failing+=("$svc")
   done
   pending=("${failing[@]}")
   if ((${#pending[@]} == 0)); then

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 
@@ -25,14 +26,16 @@ func main() {
 func run(ctx context.Context, log *slog.Logger) error {
 	// Configuration (lifecycle.Run loaded .env).
 	var env config.Reader
-	healthPort := env.Port("BILLING_HEALTH_PORT")
+	instance := instanceNumber(&env)
+	healthPort := env.Port("BILLING_HEALTH_PORT") + instance
 	healthBind := env.Hosts("BILLING_HEALTH_BIND")
 	dbCfg := pgdb.ConfigFromEnv(&env, "BILLING")
 	consumerCfg := consumerConfig(&env)
+	consumerCfg.Broker.Name = fmt.Sprintf("billing-%d", instance)
 	if err := env.Err(); err != nil {
 		return err
 	}
-	log.Info("starting", "health_port", healthPort, "health_bind", healthBind, "database", dbCfg.String(),
+	log.Info("starting", "instance", instance, "health_port", healthPort, "health_bind", healthBind, "database", dbCfg.String(),
 		"broker", consumerCfg.Broker.String(), "queue", consumerCfg.Topology.Queue)
 
 	// Infrastructure and domain; nothing touches the network yet.
@@ -75,6 +78,22 @@ func run(ctx context.Context, log *slog.Logger) error {
 	// batch and closes its channel and connection before the database closes.
 	return g.Wait()
 }
+
+// instanceNumber is this process's number among the billing processes of
+// its host: PM2 runs BILLING_INSTANCES of them and gives each its number in
+// BILLING_INSTANCE (ecosystem.config.js), 0 when unset. Each serves health
+// and metrics on BILLING_HEALTH_PORT plus its number, so they can share a
+// host; they share the queue, and dedupe keeps one row per order.
+func instanceNumber(env *config.Reader) int {
+	if env.Optional("BILLING_INSTANCE", "") == "" {
+		return 0
+	}
+	return env.IntRange("BILLING_INSTANCE", 0, maxInstances-1)
+}
+
+// maxInstances bounds BILLING_INSTANCES: the ports BILLING_HEALTH_PORT and
+// the ones after it must stay free for billing.
+const maxInstances = 16
 
 // consumerConfig reads the consumer's settings. The prefetch count is a
 // 16-bit AMQP field: a larger value would wrap (65536 into 0, "unlimited"),

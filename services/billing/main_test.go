@@ -48,3 +48,32 @@ func TestConsumerConfigRefusesWhatTheBrokerWouldMisread(t *testing.T) {
 		})
 	}
 }
+
+func TestInstanceNumberFromPM2(t *testing.T) {
+	tests := []struct {
+		name, value string // value "" leaves BILLING_INSTANCE unset
+		want        int
+		wantErr     bool
+	}{
+		{name: "alone on its host", want: 0},
+		{name: "second of two", value: "1", want: 1},
+		{name: "last allowed", value: "15", want: 15},
+		{name: "beyond the ports kept for billing", value: "16", wantErr: true},
+		{name: "negative", value: "-1", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.value != "" {
+				t.Setenv("BILLING_INSTANCE", tc.value)
+			}
+			var env config.Reader
+			got := instanceNumber(&env)
+			if err := env.Err(); (err != nil) != tc.wantErr {
+				t.Fatalf("Err() = %v, want error %v", err, tc.wantErr)
+			}
+			if !tc.wantErr && got != tc.want {
+				t.Errorf("instanceNumber = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
