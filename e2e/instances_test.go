@@ -3,11 +3,9 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"testing"
@@ -74,21 +72,8 @@ func TestTwoBillingProcessesShareTheQueue(t *testing.T) {
 // billingProcesses counts the online billing_app processes in root's PM2.
 func billingProcesses(t *testing.T) int {
 	t.Helper()
-	out, err := exec.Command("pm2", "jlist").Output()
-	if err != nil {
-		t.Fatalf("pm2 jlist: %v", err)
-	}
-	var apps []struct {
-		Name string `json:"name"`
-		Env  struct {
-			Status string `json:"status"`
-		} `json:"pm2_env"`
-	}
-	if err := json.Unmarshal(out, &apps); err != nil {
-		t.Fatalf("pm2 jlist: %v", err)
-	}
 	n := 0
-	for _, a := range apps {
+	for _, a := range pm2Apps(t) {
 		if a.Name == "billing_app" && a.Env.Status == "online" {
 			n++
 		}

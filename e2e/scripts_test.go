@@ -96,25 +96,12 @@ func TestMakeUpTwice(t *testing.T) {
 	}
 	// PM2 runs this checkout's binaries, whatever ran before (another
 	// clone's make up leaves apps that startOrRestart alone would keep).
-	out, err := exec.Command("pm2", "jlist").Output()
-	if err != nil {
-		t.Fatalf("pm2 jlist: %v", err)
-	}
-	var apps []struct {
-		Name string `json:"name"`
-		Env  struct {
-			Exec string `json:"pm_exec_path"`
-		} `json:"pm2_env"`
-	}
-	if err := json.Unmarshal(out, &apps); err != nil {
-		t.Fatalf("pm2 jlist: %v", err)
-	}
 	bin, _ := servicesRunFrom(t)
 	want := map[string]string{}
 	for _, svc := range []string{"gateway", "inventory", "billing"} {
 		want[svc+"_app"] = filepath.Join(bin, svc)
 	}
-	for _, a := range apps {
+	for _, a := range pm2Apps(t) {
 		if w, ok := want[a.Name]; ok && a.Env.Exec != w {
 			t.Errorf("%s runs %s, want %s", a.Name, a.Env.Exec, w)
 		}
@@ -247,4 +234,28 @@ func servicesRunFrom(t *testing.T) (binDir, envFile string) {
 		return filepath.Join(repoRoot, "bin"), filepath.Join(repoRoot, ".env")
 	}
 	return "/var/lib/moviestream/run/bin", "/var/lib/moviestream/run/moviestream.env"
+}
+
+// pm2App is one process of `pm2 jlist` (an app with several instances has
+// one entry per process).
+type pm2App struct {
+	Name string `json:"name"`
+	Env  struct {
+		Exec   string `json:"pm_exec_path"`
+		Status string `json:"status"`
+	} `json:"pm2_env"`
+}
+
+// pm2Apps lists the processes of root's PM2.
+func pm2Apps(t *testing.T) []pm2App {
+	t.Helper()
+	out, err := exec.Command("pm2", "jlist").Output()
+	if err != nil {
+		t.Fatalf("pm2 jlist: %v", err)
+	}
+	var apps []pm2App
+	if err := json.Unmarshal(out, &apps); err != nil {
+		t.Fatalf("pm2 jlist: %v", err)
+	}
+	return apps
 }
