@@ -267,6 +267,23 @@ func contractStack(t *testing.T, c *contract) {
 		body: []byte(`{"title":"Alien","id":99}`), status: 201})
 	check(exchange{method: "GET", path: "/api/movies/", status: 200})
 	check(exchange{method: "GET", path: "/api/movies?title=matrix", status: 200})
+	// Pages: two movies, one per page; the Link (whose form the document
+	// checks) leads to the second page, which has none.
+	r = check(exchange{method: "GET", path: "/api/movies?limit=1", status: 200})
+	next := nextLink(t, r)
+	if want := fmt.Sprintf("/api/movies?limit=1&after_id=%d", created.ID); next != want {
+		t.Errorf("next page %q, want %q", next, want)
+	}
+	r = check(exchange{method: "GET", path: next, status: 200})
+	if link := r.Header.Get("Link"); link != "" {
+		t.Errorf("last page has a Link: %q", link)
+	}
+	r = check(exchange{method: "GET", path: "/api/movies/?limit=1&title=a", status: 200})
+	if want := fmt.Sprintf("/api/movies?limit=1&after_id=%d&title=a", created.ID); nextLink(t, r) != want {
+		t.Errorf("next page of a search %q, want %q", nextLink(t, r), want)
+	}
+	check(exchange{method: "GET", path: fmt.Sprintf("/api/movies?after_id=%d", created.ID), status: 200})
+	check(exchange{method: "GET", path: "/api/movies?limit=1000&after_id=0&title=", status: 200})
 	check(exchange{method: "GET", path: item, status: 200})
 	check(exchange{method: "GET", path: item + "/", status: 200})
 	check(exchange{method: "PUT", path: item, contentType: js, body: []byte(`{"title":"The Matrix Reloaded"}`), status: 200})
@@ -294,6 +311,11 @@ func contractStack(t *testing.T, c *contract) {
 		{method: "PUT", path: item, contentType: js, body: huge, status: 413, code: "payload_too_large"},
 		{method: "PATCH", path: item, contentType: js, body: []byte(`{"title":"x"}`), status: 405, code: "method_not_allowed"},
 		{method: "PUT", path: "/api/movies", contentType: js, body: []byte(`{"title":"x"}`), status: 405, code: "method_not_allowed"},
+		{method: "GET", path: "/api/movies?limit=0", status: 400, code: "validation_failed", invalid: true},
+		{method: "GET", path: "/api/movies?limit=1001", status: 400, code: "validation_failed", invalid: true},
+		{method: "GET", path: "/api/movies/?limit=ten", status: 400, code: "validation_failed", invalid: true},
+		{method: "GET", path: "/api/movies?limit=5&after_id=-1", status: 400, code: "validation_failed", invalid: true},
+		{method: "GET", path: "/api/movies?after_id=x", status: 400, code: "validation_failed", invalid: true},
 		{method: "GET", path: item + "/extra", status: 404, code: "not_found"},
 		{method: "GET", path: "/api/nothing", status: 404, code: "not_found"},
 	} {
@@ -461,6 +483,18 @@ func contractFaults(t *testing.T, c *contract) {
 	}
 	c.check(t, keyed, exchange{method: "GET", path: "/api/movies/1", status: http.StatusBadGateway, code: "bad_gateway"})
 	wantMetadata(t, c.check(t, keyed, exchange{method: "GET", path: "/metadata", status: http.StatusOK}), "gateway", "api-key")
+}
+
+// nextLink returns the path of an answer's Link rel="next", failing the
+// test when there is none or it is not a path-absolute URL.
+func nextLink(t *testing.T, r response) string {
+	t.Helper()
+	link := r.Header.Get("Link")
+	target, ok := strings.CutSuffix(link, `>; rel="next"`)
+	if !ok || !strings.HasPrefix(target, "</api/movies?") {
+		t.Fatalf("Link %q, want </api/movies?...>; rel=\"next\"", link)
+	}
+	return strings.TrimPrefix(target, "<")
 }
 
 // wantMetadata checks a /metadata answer: every field a string, the

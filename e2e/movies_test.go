@@ -3,7 +3,10 @@
 package e2e
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -126,6 +129,89 @@ func TestMovieErrorsThroughGateway(t *testing.T) {
 	do(t, http.MethodGet, "/api/movies", "", nil).json(t, &list)
 	if len(list) != 1 || list[0] != keep {
 		t.Fatalf("bad requests changed the data: %+v", list)
+	}
+}
+
+// TestMoviePagesAndGzipThroughGateway: through the gateway, the Link
+// rel="next" of ?limit=N pages walks the whole list, and a list answered
+// gzipped by inventory reaches the client still gzipped (Content-Encoding
+// intact, the same bytes once decompressed), while a small error does not
+// get compressed.
+func TestMoviePagesAndGzipThroughGateway(t *testing.T) {
+	if r := do(t, http.MethodDelete, "/api/movies", "", nil); r.Status != http.StatusOK {
+		t.Fatalf("DELETE /api/movies = %d %s", r.Status, r.Body)
+	}
+	t.Cleanup(func() { do(t, http.MethodDelete, "/api/movies", "", nil) })
+	const n = 40
+	desc := strings.Repeat("A long description, so that the list passes 4 KiB. ", 4)
+	for i := range n {
+		r := do(t, http.MethodPost, "/api/movies", jsonType, []byte(fmt.Sprintf(`{"title":"Page movie %d","description":%q}`, i, desc)))
+		if r.Status != http.StatusCreated {
+			t.Fatalf("POST %d = %d %s", i, r.Status, r.Body)
+		}
+	}
+
+	// identity: no compression; the client's transport would otherwise
+	// ask for gzip itself and hide it.
+	plain := do(t, http.MethodGet, "/api/movies", "", nil, "Accept-Encoding", "identity")
+	var all []movie
+	plain.json(t, &all)
+	if plain.Status != http.StatusOK || len(all) != n || plain.Header.Get("Content-Encoding") != "" {
+		t.Fatalf("GET plain = %d, %d movies, Content-Encoding %q", plain.Status, len(all), plain.Header.Get("Content-Encoding"))
+	}
+
+	gz := do(t, http.MethodGet, "/api/movies", "", nil, "Accept-Encoding", "gzip")
+	if gz.Status != http.StatusOK || gz.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("GET with Accept-Encoding: gzip = %d, Content-Encoding %q; want 200 gzip", gz.Status, gz.Header.Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz.Body))
+	if err != nil {
+		t.Fatalf("body is not gzip: %v", err)
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("gunzip: %v", err)
+	}
+	if !bytes.Equal(body, plain.Body) {
+		t.Errorf("gunzipped list (%d bytes) differs from the plain one (%d bytes)", len(body), len(plain.Body))
+	}
+	if len(gz.Body) >= len(plain.Body)/3 {
+		t.Errorf("gzipped list is %d bytes for %d plain", len(gz.Body), len(plain.Body))
+	}
+	if r := do(t, http.MethodGet, "/api/movies/abc", "", nil, "Accept-Encoding", "gzip"); r.Status != http.StatusBadRequest || r.Header.Get("Content-Encoding") != "" || r.errCode() != "invalid_id" {
+		t.Errorf("small error = %d, Content-Encoding %q, %s; want 400 uncompressed", r.Status, r.Header.Get("Content-Encoding"), r.Body)
+	}
+
+	var paged []movie
+	path, pages := "/api/movies?limit=7", 0
+	for path != "" && pages < n {
+		r := do(t, http.MethodGet, path, "", nil)
+		var page []movie
+		r.json(t, &page)
+		if r.Status != http.StatusOK || len(page) == 0 {
+			t.Fatalf("GET %s = %d, %d movies", path, r.Status, len(page))
+		}
+		paged = append(paged, page...)
+		pages++
+		path = ""
+		if link := r.Header.Get("Link"); link != "" {
+			target, ok := strings.CutSuffix(link, `>; rel="next"`)
+			if !ok || !strings.HasPrefix(target, "</api/movies?") {
+				t.Fatalf("Link %q is not </api/movies?...>; rel=\"next\"", link)
+			}
+			path = strings.TrimPrefix(target, "<")
+		}
+	}
+	if pages != 6 || len(paged) != n {
+		t.Fatalf("%d pages, %d movies; want 6 pages of the %d", pages, len(paged), n)
+	}
+	for i := range all {
+		if paged[i] != all[i] {
+			t.Fatalf("page walk differs at %d: %+v, want %+v", i, paged[i], all[i])
+		}
+	}
+	if r := do(t, http.MethodGet, "/api/movies?limit=0", "", nil); r.Status != http.StatusBadRequest || r.errCode() != "validation_failed" {
+		t.Errorf("limit=0 = %d %s, want 400 validation_failed", r.Status, r.Body)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 
 	"github.com/pressly/goose/v3"
 	"gorm.io/gorm"
+
+	"moviestream/pkg/backoff"
 )
 
 // unlockTimeout bounds releasing the migration lock, which runs even when
@@ -82,14 +84,31 @@ func Migrate(ctx context.Context, db *gorm.DB, lockKey int64, fsys fs.FS, log *s
 // lockSession takes the session-level advisory lock key on a connection of
 // its own, waiting for it as long as ctx allows, and returns the function
 // that releases it.
+//
+// It polls pg_try_advisory_lock instead of blocking in pg_advisory_lock: a
+// statement waiting for the lock holds a snapshot, and CREATE INDEX
+// CONCURRENTLY, run by the instance holding the lock, waits for every
+// snapshot older than its own. Instances starting together would wait for
+// each other forever. Between two tries a waiting session holds nothing.
 func lockSession(ctx context.Context, db *sql.DB, key int64) (unlock func() error, err error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
-		discard(conn)
-		return nil, err
+	bo := backoff.New(20*time.Millisecond, time.Second)
+	for {
+		var locked bool
+		if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&locked); err != nil {
+			discard(conn)
+			return nil, err
+		}
+		if locked {
+			break
+		}
+		if err := bo.Sleep(ctx); err != nil {
+			discard(conn)
+			return nil, err
+		}
 	}
 	return func() error {
 		// Detached from ctx: the lock must go even when the caller gave up.

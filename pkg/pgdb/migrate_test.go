@@ -64,6 +64,21 @@ func advisoryLocks(t *testing.T, db *gorm.DB, key int64, granted bool) int {
 	return n
 }
 
+// tryingLock reports whether a session of db's database has tried the
+// migration lock: Migrate polls it (pg_try_advisory_lock) rather than wait
+// in a statement, so a waiting instance shows as a session whose last
+// query is the try.
+func tryingLock(t *testing.T, db *gorm.DB) bool {
+	t.Helper()
+	var n int
+	err := db.Raw(`SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND query LIKE 'SELECT pg_try_advisory_lock(%'`).Scan(&n).Error
+	if err != nil {
+		t.Fatalf("read pg_stat_activity: %v", err)
+	}
+	return n > 0
+}
+
 // waitFor polls cond until it holds, failing the test after 10 seconds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -220,8 +235,29 @@ func TestMigrateNoTransaction(t *testing.T) {
 // everywhere if it ran exactly once.
 func TestMigrateSerialisesInstances(t *testing.T) {
 	t.Parallel()
+	migrateTogether(t, migrations(map[string]string{"0001_create_t.sql": createT}), []int64{0, 1})
+}
+
+// TestMigrateConcurrentIndexWithInstancesWaiting: CREATE INDEX CONCURRENTLY
+// waits for every transaction that holds a snapshot. An instance waiting
+// for the advisory lock inside a statement would hold one, and wait for
+// the instance building the index, which waits for it: instances starting
+// together on a database missing such a migration must still all finish.
+func TestMigrateConcurrentIndexWithInstancesWaiting(t *testing.T) {
+	t.Parallel()
+	migrateTogether(t, migrations(map[string]string{
+		"0001_create_t.sql": createT,
+		"0002_index_note.sql": "-- +goose NO TRANSACTION\n-- +goose Up\n" +
+			"CREATE INDEX CONCURRENTLY IF NOT EXISTS t_id_idx ON t (id);\n",
+	}), []int64{0, 1, 2})
+}
+
+// migrateTogether runs Migrate with fsys from several instances at once,
+// each with its own pool, and checks that all succeed and that the database
+// records want.
+func migrateTogether(t *testing.T, fsys fstest.MapFS, want []int64) {
+	t.Helper()
 	cfg := pgtest.NewDatabase(t)
-	fsys := migrations(map[string]string{"0001_create_t.sql": createT})
 	const instances = 6
 	dbs := make([]*gorm.DB, instances)
 	for i := range dbs {
@@ -244,7 +280,7 @@ func TestMigrateSerialisesInstances(t *testing.T) {
 			t.Errorf("instance %d: Migrate: %v", i, err)
 		}
 	}
-	if diff := cmp.Diff([]int64{0, 1}, pgtest.AppliedVersions(t, dbs[0])); diff != "" {
+	if diff := cmp.Diff(want, pgtest.AppliedVersions(t, dbs[0])); diff != "" {
 		t.Errorf("recorded versions (-want +got):\n%s", diff)
 	}
 }
@@ -262,7 +298,7 @@ func TestMigrateWaitsForTheLock(t *testing.T) {
 	go func() {
 		done <- pgdb.Migrate(ctx, db, testLock, migrations(map[string]string{"0001_create_t.sql": createT}), nil)
 	}()
-	waitFor(t, "Migrate to wait on the advisory lock", func() bool { return advisoryLocks(t, db, testLock, false) == 1 })
+	waitFor(t, "Migrate to try the advisory lock", func() bool { return tryingLock(t, db) })
 	select {
 	case err := <-done:
 		t.Fatalf("Migrate returned (%v) while the lock was held", err)
@@ -302,7 +338,7 @@ func TestMigrateGivesUpWhenContextEnds(t *testing.T) {
 	go func() {
 		done <- pgdb.Migrate(ctx, db, testLock, migrations(map[string]string{"0001_create_t.sql": createT}), nil)
 	}()
-	waitFor(t, "Migrate to wait on the advisory lock", func() bool { return advisoryLocks(t, db, testLock, false) == 1 })
+	waitFor(t, "Migrate to try the advisory lock", func() bool { return tryingLock(t, db) })
 	cancel()
 	select {
 	case err := <-done:

@@ -14,6 +14,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"moviestream/pkg/backoff"
 	"moviestream/pkg/pgdb"
 	"moviestream/pkg/testenv"
 )
@@ -55,8 +56,20 @@ func NewDatabase(tb testing.TB) pgdb.Config {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := adminDB.WithContext(ctx).Exec(fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, cfg.Name)).Error; err != nil {
-			tb.Errorf("drop database %s: %v", cfg.Name, err)
+		// FORCE ends the test's sessions, but a non-superuser may not end
+		// an autovacuum worker that started in the database (42501, after a
+		// bulk load): the worker soon finishes, so try again.
+		drop := fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, cfg.Name)
+		bo := backoff.New(100*time.Millisecond, time.Second)
+		for {
+			err := adminDB.WithContext(ctx).Exec(drop).Error
+			if err == nil {
+				return
+			}
+			if pgdb.SQLState(err) != "42501" || bo.Sleep(ctx) != nil {
+				tb.Errorf("drop database %s: %v", cfg.Name, err)
+				return
+			}
 		}
 	})
 	return cfg

@@ -36,12 +36,13 @@ func toResponse(m movie.Movie) movieResponse {
 
 type handler struct {
 	store movie.Store
+	log   *slog.Logger
 }
 
 // routes registers the movie API on e. Every route is registered with and
 // without a trailing slash so both answer directly, never with a redirect.
-func routes(e *gin.Engine, store movie.Store) {
-	h := handler{store: store}
+func routes(e *gin.Engine, store movie.Store, log *slog.Logger) {
+	h := handler{store: store, log: log}
 	for _, base := range []string{"/api/movies", "/api/movies/"} {
 		e.GET(base, h.list)
 		e.POST(base, h.create)
@@ -55,32 +56,14 @@ func routes(e *gin.Engine, store movie.Store) {
 }
 
 // New returns the inventory's HTTP handler; opts (ginweb.WithMetrics) go
-// to the engine.
+// to the engine. Answers are compressed as compress describes.
 func New(store movie.Store, log *slog.Logger, trustedProxies []string, opts ...ginweb.Option) (http.Handler, error) {
 	e, err := ginweb.NewEngine(log, trustedProxies, opts...)
 	if err != nil {
 		return nil, err
 	}
-	routes(e, store)
-	return e, nil
-}
-
-func (h handler) list(c *gin.Context) {
-	term := c.Query("title")
-	if err := movie.ValidateSearch(term); err != nil {
-		ginweb.Fail(c, err, classify)
-		return
-	}
-	movies, err := h.store.List(c.Request.Context(), term)
-	if err != nil {
-		ginweb.Fail(c, err, classify)
-		return
-	}
-	out := make([]movieResponse, len(movies))
-	for i, m := range movies {
-		out[i] = toResponse(m)
-	}
-	c.JSON(http.StatusOK, out)
+	routes(e, store, log)
+	return compress(e)
 }
 
 func (h handler) get(c *gin.Context) {

@@ -360,8 +360,10 @@ func TestClientErrors(t *testing.T) {
 // failingStore fails every call with err.
 type failingStore struct{ err error }
 
-func (s failingStore) List(context.Context, string) ([]movie.Movie, error) { return nil, s.err }
-func (s failingStore) Get(context.Context, int64) (movie.Movie, error)     { return movie.Movie{}, s.err }
+func (s failingStore) Each(context.Context, movie.Filter, func(movie.Movie) error) error {
+	return s.err
+}
+func (s failingStore) Get(context.Context, int64) (movie.Movie, error) { return movie.Movie{}, s.err }
 func (s failingStore) Create(context.Context, string, string) (movie.Movie, error) {
 	return movie.Movie{}, s.err
 }
@@ -392,6 +394,7 @@ func TestStoreFailures(t *testing.T) {
 	routes := []struct{ method, path, body string }{
 		{"GET", "/api/movies", ""},
 		{"GET", "/api/movies/?title=a", ""},
+		{"GET", "/api/movies?limit=10&after_id=5", ""},
 		{"POST", "/api/movies", `{"title":"x"}`},
 		{"DELETE", "/api/movies/", ""},
 		{"GET", "/api/movies/1", ""},

@@ -105,12 +105,61 @@ func checkText(field, s string, maxLen int) error {
 	return nil
 }
 
+// MaxPageSize is the largest page a client may ask for with a limit. It
+// bounds what one paged answer holds in memory (the page is read whole so
+// that the next page's link can be sent before the body), and it is the
+// size above which a client should rather take the streamed full list.
+const MaxPageSize = 1000
+
+// Filter selects the movies a listing visits; they always come in id order.
+type Filter struct {
+	// TitleContains keeps titles containing it, case-insensitively, taken
+	// literally (% _ and \ are not wildcards); "" keeps every title.
+	TitleContains string
+	// AfterID keeps only ids above it: keyset pagination, which costs the
+	// same on the last page as on the first, unlike an offset. 0 starts at
+	// the beginning.
+	AfterID int64
+	// Limit stops after that many movies; 0 means no limit.
+	Limit int
+}
+
+// Validate checks a filter as a client sent it: the title as
+// ValidateSearch does, AfterID not negative, Limit 0 (none) or 1 to
+// MaxPageSize.
+func (f Filter) Validate() error {
+	if err := ValidateSearch(f.TitleContains); err != nil {
+		return err
+	}
+	if f.AfterID < 0 {
+		return InvalidAfterID()
+	}
+	if f.Limit < 0 || f.Limit > MaxPageSize {
+		return InvalidLimit()
+	}
+	return nil
+}
+
+// InvalidLimit is the error for a page size outside 1..MaxPageSize, or not
+// a number at all.
+func InvalidLimit() error {
+	return invalid("limit", fmt.Sprintf("must be an integer from 1 to %d", MaxPageSize))
+}
+
+// InvalidAfterID is the error for an after_id that is not an integer from 0
+// to the largest id.
+func InvalidAfterID() error {
+	return invalid("after_id", fmt.Sprintf("must be an integer from 0 to %d", int64(1<<63-1)))
+}
+
 // Store persists movies. Implementations wrap ErrUnavailable when the
 // storage cannot be reached, and return a NotFoundError for unknown ids.
 type Store interface {
-	// List returns movies ordered by id; a non-empty titleContains keeps only
-	// titles containing it, case-insensitively, taken literally.
-	List(ctx context.Context, titleContains string) ([]Movie, error)
+	// Each calls fn with every movie f selects, in id order, as the
+	// storage delivers them: memory does not grow with the number of
+	// movies. It stops at the first error fn returns and returns that
+	// error unchanged; cancelling ctx stops the query.
+	Each(ctx context.Context, f Filter, fn func(Movie) error) error
 	Get(ctx context.Context, id int64) (Movie, error)
 	Create(ctx context.Context, title, description string) (Movie, error)
 	Update(ctx context.Context, id int64, title, description string) (Movie, error)

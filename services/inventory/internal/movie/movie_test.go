@@ -123,6 +123,43 @@ func TestValidateMissingVersusEmpty(t *testing.T) {
 	}
 }
 
+func TestFilterValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		f         movie.Filter
+		wantField string // "" means valid
+	}{
+		{name: "no filter", f: movie.Filter{}},
+		{name: "search only", f: movie.Filter{TitleContains: "100% _\\"}},
+		{name: "smallest page", f: movie.Filter{Limit: 1}},
+		{name: "largest page", f: movie.Filter{Limit: movie.MaxPageSize}},
+		{name: "after the largest id", f: movie.Filter{AfterID: 1<<63 - 1, Limit: 5}},
+		{name: "after_id without limit", f: movie.Filter{AfterID: 7}},
+		{name: "page too large", f: movie.Filter{Limit: movie.MaxPageSize + 1}, wantField: "limit"},
+		{name: "negative limit", f: movie.Filter{Limit: -1}, wantField: "limit"},
+		{name: "negative after_id", f: movie.Filter{AfterID: -1, Limit: 5}, wantField: "after_id"},
+		{name: "invalid UTF-8 search", f: movie.Filter{TitleContains: "\xff", Limit: 5}, wantField: "title"},
+		{name: "NUL in search", f: movie.Filter{TitleContains: "a\x00"}, wantField: "title"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := tc.f.Validate()
+			if tc.wantField == "" {
+				if err != nil {
+					t.Fatalf("Validate(%+v) = %v, want nil", tc.f, err)
+				}
+				return
+			}
+			var fe *errs.FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.wantField || !errors.Is(err, movie.ErrInvalid) {
+				t.Fatalf("Validate(%+v) = %v, want an ErrInvalid field error on %q", tc.f, err, tc.wantField)
+			}
+		})
+	}
+}
+
 func TestErrorsMatchSentinels(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
