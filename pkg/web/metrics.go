@@ -118,13 +118,15 @@ func MetricsHandler(reg *prometheus.Registry) http.Handler {
 // listener (billing: its health port).
 const MetricsPath = "/metrics"
 
-// AdminMux serves /health, /ready (when ready is not nil), /metrics and
-// /metadata (also as /1.0/metadata): the admin listener of the gateway and
+// AdminMux serves /health, /ready (when ready is not nil), /metrics,
+// /metadata (also as /1.0/metadata) and, to loopback peers only, Go's
+// profiles under /debug/pprof/: the admin listener of the gateway and
 // inventory, and billing's only listener. It is never mounted on a public
 // port.
 func AdminMux(ready ReadinessFunc, reg *prometheus.Registry, meta Metadata) *http.ServeMux {
 	mux := HealthMux(ready)
 	mux.Handle("GET "+MetricsPath, MetricsHandler(reg))
 	HandleMetadata(mux, meta)
+	handlePprof(mux)
 	return mux
 }

@@ -14,6 +14,11 @@ import (
 // APIKeyHeader carries the client's API key.
 const APIKeyHeader = "X-API-Key"
 
+// apiKeyKey is APIKeyHeader as http.Header stores it: looked up and
+// deleted on every request under /api, without converting the name each
+// time.
+var apiKeyKey = http.CanonicalHeaderKey(APIKeyHeader)
+
 // requireAPIKey lets GET, HEAD and OPTIONS through and, when keys is not
 // empty, answers any other method 401 unless APIKeyHeader holds one of
 // keys. An empty header is no key. The comparison takes the same time
@@ -29,8 +34,11 @@ func requireAPIKey(keys []string) gin.HandlerFunc {
 		}
 	}
 	return func(c *gin.Context) {
-		key := c.GetHeader(APIKeyHeader)
-		c.Request.Header.Del(APIKeyHeader)
+		var key string
+		if v := c.Request.Header[apiKeyKey]; len(v) > 0 {
+			key = v[0]
+		}
+		delete(c.Request.Header, apiKeyKey)
 		if len(sums) == 0 || isRead(c.Request.Method) {
 			c.Next()
 			return
