@@ -7,6 +7,7 @@
 #   make promtool         check and unit-test the alert rules (deploy/prometheus/)
 #   make fuzz             each fuzz target for FUZZTIME (5s); crashers stay in testdata/
 #   make test-fault       fault tests on private PostgreSQL/RabbitMQ (e2e/fault)
+#   make test-cluster     only the three-node RabbitMQ cluster fault test (part of test-fault)
 #   make openapi-lint     lint openapi.yaml with Redocly CLI (npm)
 #   make newman           run postman/ against the running stack (npm's newman)
 #   make docs-test        /docs in headless Chromium, screenshot in build/docs.png
@@ -14,6 +15,8 @@
 #   make vagrant-validate  check the Vagrantfile (installs Debian's vagrant if missing)
 #   make test-topology    the three-VM topology in network namespaces (root)
 #   make bench            benchmarks of every module
+#   make loadtest         load test of the running stack, one table vs references
+#                         measured in the same run (scripts/loadtest.sh, root)
 #   make dlq-list         billing's dead letters grouped by reason (docs/dlq.md)
 #   make dlq-replay       move dead letters back: REASON=, ID=, MAX=, DRY_RUN=1
 # go.work makes the repository root a workspace, not a module: `go test ./...`
@@ -39,7 +42,7 @@ endif
 export ENV_FILE ?= $(CURDIR)/.env
 
 .PHONY: up down build test test-setup fmt-check vet shellcheck unit e2e bench
-.PHONY: fuzz test-fault
+.PHONY: fuzz test-fault test-cluster
 .PHONY: vagrant-validate test-topology
 .PHONY: promtool
 .PHONY: openapi-lint newman docs-test e2e-all
@@ -124,8 +127,23 @@ test-fault:
 	cd e2e && $(GO) vet -tags fault ./fault/ ./testinfra/
 	cd e2e && $(GO) test -race -count=1 -timeout 20m -tags fault -v ./fault/
 
+# The cluster fault test alone (e2e/fault/cluster_test.go, also run by
+# test-fault): a private three-node RabbitMQ cluster, the gateway and two
+# billing processes, 3,000 orders while the queue's leader node is killed,
+# another node stopped and a billing process killed; about 2 minutes.
+test-cluster:
+	cd e2e && $(GO) vet -tags fault ./fault/ ./testinfra/
+	cd e2e && $(GO) test -race -count=1 -timeout 8m -tags fault -v -run '^TestClusterNodeFailures$$' ./fault/
+
 e2e:
-	cd e2e && $(GO) test -race -count=1 -tags e2e ./...
+	cd e2e && $(GO) test -race -count=1 -timeout 20m -tags e2e ./...
+
+# Load test (scripts/loadtest.sh): against the `make up` stack (started
+# first if it is not up), wrk and nginx from Debian, 2 to 6 minutes, one
+# table; README, Performance.
+.PHONY: loadtest
+loadtest:
+	bash scripts/loadtest.sh
 
 bench:
 	@failed=; \

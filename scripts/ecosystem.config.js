@@ -36,7 +36,7 @@ const hostDir = process.env.MOVIESTREAM_HOST_DIR
   ? path.resolve(process.env.MOVIESTREAM_HOST_DIR)
   : '/etc/moviestream';
 
-const secretKey = /PASSWORD|SECRET|TOKEN|_KEY$/;
+const secretKey = /PASSWORD|SECRET|TOKEN|COOKIE|_KEY$/;
 
 // hostEnv reads the KEY=VALUE lines of the service's override file; a
 // missing file means no overrides.

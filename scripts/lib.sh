@@ -103,6 +103,10 @@ load_env() {
     export "$_le_name=${_le_record#*=}"
     _le_from_file+=("$_le_name")
   done
+  # The Erlang cookie stays in this shell: exported, it would reach every
+  # child's environment (ps e shows it) and RabbitMQ's CLI would act on a
+  # variable of that name. A child script reads it again from the file.
+  [[ ! -v RABBITMQ_ERLANG_COOKIE ]] || export -n RABBITMQ_ERLANG_COOKIE
   MOVIESTREAM_DOTENV_KEYS="${_le_from_file[*]}"
   export MOVIESTREAM_DOTENV_KEYS
 }
@@ -273,7 +277,7 @@ write_host_env() {
   for pair in "$@"; do
     key=${pair%%=*}
     [[ $pair == *=* && $key =~ ^[A-Z_][A-Z0-9_]*$ ]] || die "write_host_env: not KEY=VALUE: $pair"
-    [[ $key != *PASSWORD* && $key != *SECRET* && $key != *TOKEN* && $key != *_KEY ]] ||
+    [[ $key != *PASSWORD* && $key != *SECRET* && $key != *TOKEN* && $key != *_KEY && $key != *COOKIE* ]] ||
       die "write_host_env: $key looks like a secret; secrets stay in .env"
     [[ $pair != *$'\n'* ]] || die "write_host_env: $key contains a newline"
   done

@@ -5,11 +5,13 @@
 // message that can never become one ends in billing_queue.dlq, while
 // billing, the gateway, RabbitMQ and PostgreSQL are stopped, killed and
 // restarted. Each test runs the real service binaries (built once per run)
-// against a private PostgreSQL cluster and a private RabbitMQ node that it
-// starts itself (package testinfra), never against the machine's shared
+// against a private PostgreSQL cluster and a private RabbitMQ node (or,
+// in TestClusterNodeFailures, a private three-node RabbitMQ cluster) that
+// it starts itself (package testinfra), never against the machine's shared
 // instances or the `make up` stack.
 //
 // Run with `make test-fault`, or: cd e2e && go test -tags fault -v ./fault/
+// (`make test-cluster` runs the cluster test alone).
 package fault
 
 import (

@@ -54,6 +54,24 @@ func rabbitScripts() (string, error) {
 // StartRabbitMQ starts a private node and waits until it is booted.
 func StartRabbitMQ(tb testing.TB) *RabbitMQ {
 	tb.Helper()
+	r := newRabbitNode(tb, rabbitNode{})
+	r.Start(tb)
+	return r
+}
+
+// rabbitNode is what sets a private node apart beyond its ports and
+// directory; the zero value is a stand-alone node with a random name.
+type rabbitNode struct {
+	name   string   // node name; empty: fault-<random>@localhost
+	cookie string   // Erlang cookie shared with other nodes; empty: the VM makes its own
+	conf   []string // extra rabbitmq.conf lines (cluster formation)
+	label  string   // name of its process in logs; empty: "rabbitmq"
+}
+
+// newRabbitNode writes a private node's configuration into a temporary
+// directory and describes its process; Start boots it.
+func newRabbitNode(tb testing.TB, spec rabbitNode) *RabbitMQ {
+	tb.Helper()
 	scripts, err := rabbitScripts()
 	if err != nil {
 		Unavailable(tb, "RabbitMQ", err)
@@ -61,25 +79,36 @@ func StartRabbitMQ(tb testing.TB) *RabbitMQ {
 	as := lookupServerUser(tb, "rabbitmq")
 	dir := as.mkdirOwned(tb, "fault-rabbit-")
 	r := &RabbitMQ{
-		Node:    "fault-" + Secret()[:8] + "@localhost",
+		Node:    spec.name,
 		Port:    testenv.FreePort(tb),
 		dir:     dir,
 		scripts: scripts,
 		as:      as,
 	}
+	if r.Node == "" {
+		r.Node = "fault-" + Secret()[:8] + "@localhost"
+	}
+	if spec.label == "" {
+		spec.label = "rabbitmq"
+	}
 	distPort := testenv.FreePort(tb)
+	if spec.cookie != "" {
+		// Nodes of one cluster, and the CLI talking to them, must share
+		// the cookie; the VM and the CLI read it from $HOME (below).
+		as.writeFile(tb, filepath.Join(dir, ".erlang.cookie"), spec.cookie, 0o400)
+	}
 	// An empty rabbitmq-env.conf replaces /etc/rabbitmq/rabbitmq-env.conf,
 	// which names the machine's node.
 	as.writeFile(tb, filepath.Join(dir, "rabbitmq-env.conf"), "# private fault-test node: no overrides\n", 0o644)
 	as.writeFile(tb, filepath.Join(dir, "enabled_plugins"), "[].\n", 0o644)
-	as.writeFile(tb, filepath.Join(dir, "rabbitmq.conf"), strings.Join([]string{
+	conf := append([]string{
 		"listeners.tcp.1 = 127.0.0.1:" + strconv.Itoa(r.Port),
 		"log.file.level = info",
 		"log.console = false",
 		// Room for the fault tests; an alarm is raised on purpose only.
 		"disk_free_limit.absolute = 10MB",
-		"",
-	}, "\n"), 0o644)
+	}, spec.conf...)
+	as.writeFile(tb, filepath.Join(dir, "rabbitmq.conf"), strings.Join(append(conf, ""), "\n"), 0o644)
 	r.env = baseEnv(
 		"HOME="+dir, // the node's and the CLI's Erlang cookie live here
 		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "rabbitmq-env.conf"),
@@ -100,9 +129,8 @@ func StartRabbitMQ(tb testing.TB) *RabbitMQ {
 		// sent to systemd.
 		"RUNNING_UNDER_SYSTEMD=true",
 	)
-	r.proc = newProc(tb, "rabbitmq", filepath.Join(dir, "rabbitmq.log"), as.sysProcAttr, r.env,
+	r.proc = newProc(tb, spec.label, filepath.Join(dir, "rabbitmq.log"), as.sysProcAttr, r.env,
 		filepath.Join(scripts, "rabbitmq-server"))
-	r.Start(tb)
 	return r
 }
 
@@ -112,6 +140,14 @@ func (r *RabbitMQ) Start(tb testing.TB) time.Duration {
 	tb.Helper()
 	start := time.Now()
 	r.proc.Start(tb)
+	r.awaitBoot(tb)
+	return time.Since(start)
+}
+
+// awaitBoot waits until the node's run that has just been started accepts
+// AMQP connections and has finished booting.
+func (r *RabbitMQ) awaitBoot(tb testing.TB) {
+	tb.Helper()
 	// The AMQP listener opens at the end of the boot, after queues are
 	// recovered; await_startup confirms the node itself is up.
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port))
@@ -134,7 +170,6 @@ func (r *RabbitMQ) Start(tb testing.TB) time.Duration {
 	}
 	r.Listening = time.Now()
 	r.Ctl(tb, "await_startup", "--timeout", "60")
-	return time.Since(start)
 }
 
 // Stop stops the node gracefully (SIGTERM, which the node handles like
