@@ -13,7 +13,7 @@ func TestConsumerConfigRefusesWhatTheBrokerWouldMisread(t *testing.T) {
 		name, prefetch, batch string
 		wantErr               string // "" when accepted
 	}{
-		{"defaults of .env", "2000", "500", ""},
+		{"defaults of .env", "4000", "1000", ""},
 		{"batch equal to prefetch", "500", "500", ""},
 		{"prefetch above the 16-bit AMQP field", "70000", "500", `BILLING_PREFETCH="70000" is not an integer in 1..65535`},
 		{"prefetch 65536 would mean unlimited", "65536", "500", `BILLING_PREFETCH="65536" is not an integer in 1..65535`},

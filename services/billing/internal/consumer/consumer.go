@@ -190,19 +190,17 @@ func (c *Consumer) session(ctx context.Context, conn *amqp.Connection) error {
 	c.cfg.Metrics.setConnected(true)
 	c.log.Info("consuming", "queue", c.cfg.Topology.Queue, "prefetch", c.cfg.Prefetch, "batch_size", c.cfg.BatchSize)
 
-	// Two stages: while one batch is being committed, the next is gathered.
-	// Batches are settled strictly in order, which is what makes the single
-	// multiple-ack per batch in process correct.
-	batches := make(chan []amqp.Delivery, 1)
+	// Two stages: while one batch is being committed, the next is gathered
+	// (and its messages parsed). Batches are settled strictly in order,
+	// which is what makes the single multiple-ack per batch in process
+	// correct. The hand-over is unbuffered, so the collector knows when the
+	// writer is free (see collect).
+	batches := make(chan []message)
 	collectErr := make(chan error, 1)
 	go func() {
 		defer close(batches)
 		for {
-			batch, err := c.collect(ctx, deliveries)
-			if len(batch) > 0 {
-				batches <- batch
-			}
-			if err != nil {
+			if err := c.collect(ctx, deliveries, batches); err != nil {
 				collectErr <- err
 				return
 			}
@@ -272,7 +270,7 @@ func (c *Consumer) recoverReturned(ctx context.Context, ch *amqp.Channel, dlq *b
 		if err != nil || !ok {
 			return true // empty, or the channel failed: Consume reports it
 		}
-		if !c.process(ctx, []amqp.Delivery{d}, dlq) {
+		if !c.process(ctx, []message{c.parse(d)}, dlq) {
 			return false
 		}
 		if !d.Redelivered {
@@ -283,55 +281,79 @@ func (c *Consumer) recoverReturned(ctx context.Context, ch *amqp.Channel, dlq *b
 	return true
 }
 
-// collect waits for one delivery, then gathers more until the batch is full
-// or Linger has passed. The library hands deliveries over an unbuffered
-// channel, so without the linger a backlog would be written one message per
-// transaction (measured: ~500 orders/s instead of tens of thousands).
-func (c *Consumer) collect(ctx context.Context, deliveries <-chan amqp.Delivery) ([]amqp.Delivery, error) {
-	var batch []amqp.Delivery
+// message is a delivery with the order parsed from it, or the reason it
+// can never become one.
+type message struct {
+	d   amqp.Delivery
+	o   order.Order
+	err error
+}
+
+func (c *Consumer) parse(d amqp.Delivery) message {
+	o, err := order.FromMessage(d.MessageId, d.Body)
+	return message{d: d, o: o, err: err}
+}
+
+// collect waits for one delivery, then gathers more and hands the batch to
+// the writer on out once it is full, or once Linger has passed and the
+// writer is free to take it. While the writer commits the previous batch
+// this one keeps growing, so a backlog is written in full batches; a lone
+// message waits at most Linger for company. The library hands deliveries
+// over an unbuffered channel, so without the linger a backlog would be
+// written one message per transaction (measured: ~500 orders/s instead of
+// tens of thousands). It returns an error when the deliveries end (after
+// handing over what it holds) or when ctx has ended.
+func (c *Consumer) collect(ctx context.Context, deliveries <-chan amqp.Delivery, out chan<- []message) error {
+	var batch []message
 	select {
 	case d, ok := <-deliveries:
 		if !ok {
-			return nil, errDeliveriesClosed
+			return errDeliveriesClosed
 		}
-		batch = append(batch, d)
+		// Grown by append: a lone message does not pay for a full batch.
+		batch = append(batch, c.parse(d))
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	linger := time.NewTimer(c.cfg.Linger)
 	defer linger.Stop()
+	var ready chan<- []message // nil, which never takes a send, until the linger passed
 	for len(batch) < c.cfg.BatchSize {
 		select {
 		case d, ok := <-deliveries:
 			if !ok {
-				return batch, errDeliveriesClosed
+				out <- batch
+				return errDeliveriesClosed
 			}
-			batch = append(batch, d)
+			batch = append(batch, c.parse(d))
 		case <-linger.C:
-			return batch, nil
+			ready = out
+		case ready <- batch:
+			return nil
 		case <-ctx.Done():
-			// Settle what is in hand; the caller then stops.
-			return batch, nil
+			// Settle what is in hand; the next call reports the stop.
+			out <- batch
+			return nil
 		}
 	}
-	return batch, nil
+	out <- batch
+	return nil
 }
 
 // process writes the valid messages of a batch and settles every message.
 // It returns false when it left messages unsettled, which happens only
 // when ctx has ended.
-func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery, dlq *broker.ConfirmChannel) bool {
+func (c *Consumer) process(ctx context.Context, batch []message, dlq *broker.ConfirmChannel) bool {
 	orders := make([]order.Order, 0, len(batch))
 	held := make([]amqp.Delivery, 0, len(batch))
-	for _, d := range batch {
-		beforeProcessing(d)
-		o, err := order.FromMessage(d.MessageId, d.Body)
-		if err != nil {
-			c.deadLetter(ctx, dlq, d, err)
+	for _, m := range batch {
+		beforeProcessing(m.d)
+		if m.err != nil {
+			c.deadLetter(ctx, dlq, m.d, m.err)
 			continue
 		}
-		orders = append(orders, o)
-		held = append(held, d)
+		orders = append(orders, m.o)
+		held = append(held, m.d)
 	}
 	if len(orders) == 0 {
 		return true

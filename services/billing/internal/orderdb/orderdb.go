@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
+	"moviestream/pkg/billingmsg"
 	"moviestream/pkg/pgdb"
 	"moviestream/services/billing/internal/order"
 )
@@ -50,20 +51,30 @@ func (s *Store) Migrate(ctx context.Context, log *slog.Logger) error {
 	return nil
 }
 
-// insertOrders writes a whole batch as one statement: four arrays unnested
-// into rows. Measured against gorm's multi-row Create of the same batch it
-// cuts the per-row cost several times, because nothing is reflected per row
-// and the statement text does not grow with the batch. An order whose
-// (user_id, message_id) is already stored, or appears earlier in the batch,
-// is skipped; RETURNING names the keys this statement inserted, in batch
-// order (the first order under a key is the one inserted).
+// insertNew writes a whole batch as one statement, in its own implicit
+// transaction: four arrays unnested into rows. Measured against gorm's
+// multi-row Create of the same batch it cuts the per-row cost several
+// times, because nothing is reflected per row and the statement text does
+// not grow with the batch. It has no ON CONFLICT clause: almost every
+// batch holds only new orders, and the speculative insertion that ON
+// CONFLICT needs costs PostgreSQL half as much again per row (measured:
+// 7.5 against 5 µs of backend CPU per order; RETURNING the keys, as this
+// statement once did, added more). A batch that holds a known key fails
+// on the unique index as a whole, writing nothing, and is written again
+// by insertOrders.
+const insertNew = `INSERT INTO orders (message_id, user_id, number_of_items, total_amount)
+SELECT * FROM unnest(?::text[], ?::text[], ?::integer[], ?::numeric[])`
+
+// insertOrders is insertNew for a batch that holds a key already stored,
+// or twice: such an order is skipped (ORDER BY n makes the first order
+// under a key the one inserted), and the transaction then compares the
+// batch with what is stored (storedOrders).
 const insertOrders = `INSERT INTO orders (message_id, user_id, number_of_items, total_amount)
 SELECT message_id, user_id, number_of_items, total_amount
 FROM unnest(?::text[], ?::text[], ?::integer[], ?::numeric[]) WITH ORDINALITY
      AS batch(message_id, user_id, number_of_items, total_amount, n)
 ORDER BY n
-ON CONFLICT (user_id, message_id) DO NOTHING
-RETURNING user_id, message_id`
+ON CONFLICT (user_id, message_id) DO NOTHING`
 
 // storedOrders reads the orders stored under the given keys. It runs after
 // insertOrders in the same transaction but as a new statement, so under
@@ -83,56 +94,66 @@ type storedRow struct {
 	TotalAmount   string
 }
 
-// Save implements order.Store: one transaction, all rows commit together
-// or none do.
+// Save implements order.Store: all rows commit together or none do. A
+// batch of new orders is one statement; one that holds a known key takes
+// a second attempt, a transaction that skips and compares.
 func (s *Store) Save(ctx context.Context, orders []order.Order) (order.Saved, error) {
 	if len(orders) == 0 {
 		return order.Saved{}, nil
 	}
-	var ids, users, items, totals arrayLiteral
+	var idsL, usersL, itemsL, totalsL arrayLiteral
+	idsL.grow(len(orders), 32)
+	usersL.grow(len(orders), 8)
+	itemsL.grow(len(orders), 2)
+	totalsL.grow(len(orders), 8)
+	var num []byte
 	for _, o := range orders {
 		if o.MessageID == "" {
-			ids.addNull()
+			idsL.addNull()
 		} else {
-			ids.addQuoted(o.MessageID)
+			idsL.addQuoted(o.MessageID)
 		}
-		users.addQuoted(o.UserID)
-		items.addRaw(strconv.FormatInt(int64(o.NumberOfItems), 10))
-		totals.addRaw(o.TotalAmount.String())
+		usersL.addQuoted(o.UserID)
+		num = strconv.AppendInt(num[:0], int64(o.NumberOfItems), 10)
+		itemsL.addRaw(num)
+		num = appendAmount(num[:0], o.TotalAmount)
+		totalsL.addRaw(num)
 	}
+	ids, users, items, totals := idsL.value(), usersL.value(), itemsL.value(), totalsL.value()
+
+	res := s.db.WithContext(ctx).Exec(insertNew, ids, users, items, totals)
+	if res.Error == nil {
+		return order.Saved{Inserted: res.RowsAffected}, nil
+	}
+	if !isKeyConflict(res.Error) {
+		return order.Saved{}, fmt.Errorf("orderdb: save %d orders: %w: %w", len(orders), classify(res.Error), res.Error)
+	}
+
 	var saved order.Saved
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var inserted []key
-		rows, err := tx.Raw(insertOrders, ids.value(), users.value(), items.value(), totals.value()).Rows()
-		if err != nil {
-			return err
+		res := tx.Exec(insertOrders, ids, users, items, totals)
+		if res.Error != nil {
+			return res.Error
 		}
-		for rows.Next() {
-			var k key
-			var mid *string
-			if err := rows.Scan(&k.userID, &mid); err != nil {
-				rows.Close()
-				return err
-			}
-			if mid != nil {
-				k.messageID = *mid
-				inserted = append(inserted, k)
-			}
-			saved.Inserted++
+		saved.Inserted = res.RowsAffected
+		if saved.Inserted == int64(len(orders)) {
+			return nil // the known key was deleted meanwhile: nothing skipped
 		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		saved.Reused, err = s.reused(tx, orders, inserted)
+		var err error
+		saved.Reused, err = s.reused(tx, orders)
 		return err
 	})
 	if err != nil {
 		return order.Saved{}, fmt.Errorf("orderdb: save %d orders: %w: %w", len(orders), classify(err), err)
 	}
 	return saved, nil
+}
+
+// isKeyConflict reports whether err is insertNew failing on the unique
+// (user_id, message_id) index: the batch holds a key already stored.
+func isKeyConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == keyIndex
 }
 
 // errProbeDone rolls back the probe's transaction.
@@ -161,31 +182,20 @@ func (s *Store) Probe(ctx context.Context) error {
 	return fmt.Errorf("orderdb: probe: %w: %w", order.ErrUnavailable, err)
 }
 
-// reused compares every keyed order that this batch did not insert with
-// the order stored under its key, and returns the indexes of those that
-// differ.
-func (s *Store) reused(tx *gorm.DB, orders []order.Order, inserted []key) ([]int, error) {
-	first := make(map[key]bool, len(inserted)) // keys whose first order this batch inserted
-	for _, k := range inserted {
-		first[k] = true
-	}
-	var check []int
+// reused compares every keyed order of a batch in which the insert skipped
+// some with the order stored under its key, and returns the indexes of
+// those that differ. The order this batch inserted under a key is stored,
+// so it compares equal; a retry or redelivery of a stored order compares
+// equal too and is absorbed; a later order in the batch under the same key
+// compares with the first.
+func (s *Store) reused(tx *gorm.DB, orders []order.Order) ([]int, error) {
 	var users, ids arrayLiteral
-	for i, o := range orders {
+	for _, o := range orders {
 		if o.MessageID == "" {
 			continue // published by hand without an id: never deduplicated
 		}
-		k := key{o.UserID, o.MessageID}
-		if first[k] {
-			first[k] = false // this is the inserted one; later ones are compared
-			continue
-		}
-		check = append(check, i)
 		users.addQuoted(o.UserID)
 		ids.addQuoted(o.MessageID)
-	}
-	if len(check) == 0 {
-		return nil, nil
 	}
 	var stored []storedRow
 	if err := tx.Raw(storedOrders, users.value(), ids.value()).Scan(&stored).Error; err != nil {
@@ -196,8 +206,10 @@ func (s *Store) reused(tx *gorm.DB, orders []order.Order, inserted []key) ([]int
 		byKey[key{r.UserID, r.MessageID}] = r
 	}
 	var reused []int
-	for _, i := range check {
-		o := orders[i]
+	for i, o := range orders {
+		if o.MessageID == "" {
+			continue
+		}
 		r, ok := byKey[key{o.UserID, o.MessageID}]
 		if !ok {
 			// Skipped as a conflict yet not stored: deleted meanwhile. Write
@@ -213,9 +225,12 @@ func (s *Store) reused(tx *gorm.DB, orders []order.Order, inserted []key) ([]int
 
 // ownKeys are the unique constraints a conflicting order cannot be blamed
 // for: id comes from the table's own sequence, and a duplicate (user_id,
-// message_id) is skipped by ON CONFLICT (were one reported, the retry
-// would skip it).
-var ownKeys = map[string]bool{"orders_pkey": true, "orders_user_id_message_id_key": true}
+// message_id) is a retry or a reused key, which Save handles itself (were
+// one reported, the retry would skip it).
+var ownKeys = map[string]bool{"orders_pkey": true, keyIndex: true}
+
+// keyIndex is the unique index on (user_id, message_id), migration 0002.
+const keyIndex = "orders_user_id_message_id_key"
 
 // classify tells whose fault a failed insert is. Only what an order's own
 // values can cause rejects it: a data exception (SQLSTATE class 22) or an
@@ -239,25 +254,50 @@ func classify(err error) error {
 
 // arrayLiteral builds PostgreSQL array input text, e.g. {"a","b\"c",NULL}.
 // Passed as a single text parameter, so gorm does not expand it into a list.
-type arrayLiteral struct{ b strings.Builder }
+type arrayLiteral struct{ b []byte }
 
-var arrayEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+// grow makes room for n elements of about size bytes each.
+func (a *arrayLiteral) grow(n, size int) { a.b = make([]byte, 0, n*(size+3)+2) }
 
 func (a *arrayLiteral) sep() {
-	if a.b.Len() == 0 {
-		a.b.WriteByte('{')
+	if len(a.b) == 0 {
+		a.b = append(a.b, '{')
 	} else {
-		a.b.WriteByte(',')
+		a.b = append(a.b, ',')
 	}
 }
 
 func (a *arrayLiteral) addQuoted(s string) {
 	a.sep()
-	a.b.WriteByte('"')
-	_, _ = arrayEscaper.WriteString(&a.b, s)
-	a.b.WriteByte('"')
+	a.b = append(a.b, '"')
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			a.b = append(a.b, '\\')
+		}
+		a.b = append(a.b, s[i])
+	}
+	a.b = append(a.b, '"')
 }
 
-func (a *arrayLiteral) addRaw(s string) { a.sep(); a.b.WriteString(s) }
-func (a *arrayLiteral) addNull()        { a.sep(); a.b.WriteString("NULL") }
-func (a *arrayLiteral) value() string   { return a.b.String() + "}" }
+func (a *arrayLiteral) addRaw(s []byte) { a.sep(); a.b = append(a.b, s...) }
+func (a *arrayLiteral) addNull()        { a.sep(); a.b = append(a.b, "NULL"...) }
+
+// value is the literal; an empty one is the empty array.
+func (a *arrayLiteral) value() string {
+	if len(a.b) == 0 {
+		return "{}"
+	}
+	return string(append(a.b, '}'))
+}
+
+// appendAmount appends a in the decimal form Amount.String gives (180.00),
+// without fmt: it runs once per order.
+func appendAmount(b []byte, a billingmsg.Amount) []byte {
+	if a < 0 {
+		b = append(b, '-')
+		a = -a
+	}
+	b = strconv.AppendInt(b, int64(a/100), 10)
+	cents := int64(a % 100)
+	return append(b, '.', byte('0'+cents/10), byte('0'+cents%10))
+}

@@ -213,6 +213,8 @@ func TestIdempotencyKeysArePerUser(t *testing.T) {
 			[]order.Order{o("k", "alice", 1, 100), o("k", "alice", 9, 100), o("k", "alice", 1, 100)}, 1, []int{1}, 1},
 		{"a retry of the stored order after a reuse in the same batch", []order.Order{o("k", "alice", 1, 100)},
 			[]order.Order{o("k", "alice", 5, 500), o("k", "alice", 1, 100)}, 0, []int{0}, 1},
+		{"a retry among new orders: the new ones are written", []order.Order{o("k", "alice", 1, 100)},
+			[]order.Order{o("n-1", "alice", 1, 100), o("k", "alice", 1, 100), o("", "bob", 1, 100), o("n-2", "bob", 3, 250)}, 3, nil, 4},
 		{"no message id is never deduplicated", nil,
 			[]order.Order{o("", "alice", 1, 100), o("", "alice", 1, 100)}, 2, nil, 2},
 	}
