@@ -7,6 +7,8 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -65,6 +67,10 @@ type ConfirmChannel struct {
 	// write that a resource alarm holds up can still give up at once.
 	sending chan struct{}
 
+	// retired is set when the Publisher replaced the channel (renew): its
+	// closing is then expected, not a reason to reconnect.
+	retired atomic.Bool
+
 	mu      sync.Mutex           // guards returns and pending; never held across I/O
 	returns chan amqp.Return     // nil once the library closed it
 	pending map[string]*inFlight // outstanding publishes by message id
@@ -104,6 +110,26 @@ func newConfirmChannel(conn *amqp.Connection, limit int) (*ConfirmChannel, error
 
 // Close closes the channel.
 func (c *ConfirmChannel) Close() error { return c.ch.Close() }
+
+// closeWhenIdle closes the channel once no publish is outstanding on it (at
+// most a minute later: an abandoned publish holds its slot until the
+// broker answers), or leaves it to the connection when that ends first.
+func (c *ConfirmChannel) closeWhenIdle(connDone <-chan struct{}) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(time.Minute)
+	for len(c.slots) > 0 {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			_ = c.ch.Close()
+			return
+		case <-connDone:
+			return
+		}
+	}
+	_ = c.ch.Close()
+}
 
 // IsClosed reports whether the broker or the client closed the channel.
 func (c *ConfirmChannel) IsClosed() bool { return c.ch.IsClosed() }
@@ -284,15 +310,29 @@ type Publisher struct {
 }
 
 type channelPool struct {
-	channels []*ConfirmChannel
-	done     chan struct{} // closed when the connection behind the pool is gone
-	conn     *amqp.Connection
+	slots []channelSlot
+	done  chan struct{} // closed when the connection behind the pool is gone
+	conn  *amqp.Connection
 	// blockedC is closed while a resource alarm blocks the connection, so
 	// that publishes waiting for a confirm give up at once; replaced by an
 	// open channel when the alarm clears. It is the only record of the
 	// alarm. Guarded by Publisher.mu.
 	blockedC chan struct{}
 }
+
+// channelSlot holds one of the pool's channels, replaced when the broker
+// refuses a publish on it (Publisher.renew).
+type channelSlot struct {
+	cc atomic.Pointer[ConfirmChannel]
+	mu sync.Mutex // serialises renewals of this slot
+	// since is when the slot's channel was opened. Guarded by mu.
+	since time.Time
+}
+
+// minChannelAge is how long a channel serves before a refused publish may
+// replace it: while a queue refuses everything (no quorum of its replicas
+// is up) the channels are renewed once a second, not once per publish.
+const minChannelAge = time.Second
 
 func isClosed(c <-chan struct{}) bool {
 	select {
@@ -360,13 +400,17 @@ func (p *Publisher) session(ctx context.Context, conn *amqp.Connection) error {
 		return err
 	}
 
-	pool := &channelPool{done: make(chan struct{}), conn: conn, blockedC: make(chan struct{})}
-	for range p.opts.Channels {
+	pool := &channelPool{
+		slots: make([]channelSlot, p.opts.Channels), done: make(chan struct{}), conn: conn,
+		blockedC: make(chan struct{}),
+	}
+	for i := range pool.slots {
 		cc, err := newConfirmChannel(conn, p.opts.InFlight)
 		if err != nil {
 			return err
 		}
-		pool.channels = append(pool.channels, cc)
+		pool.slots[i].cc.Store(cc)
+		pool.slots[i].since = time.Now()
 	}
 	p.mu.Lock()
 	p.pool = pool
@@ -444,15 +488,44 @@ func (p *Publisher) Publish(ctx context.Context, msg amqp.Publishing) error {
 	// The same message id always goes to the same channel, where a second
 	// publish of it waits for the first (see ConfirmChannel); different
 	// ids spread evenly.
-	cc := pool.channels[maphash.String(p.seed, msg.MessageId)%uint64(len(pool.channels))]
+	slot := &pool.slots[maphash.String(p.seed, msg.MessageId)%uint64(len(pool.slots))]
+	cc := slot.cc.Load()
 
 	msg.DeliveryMode = amqp.Persistent
 	err := cc.publish(ctx, blockedC, "", p.topo.Queue, msg)
-	if cc.IsClosed() && !pool.conn.IsClosed() {
+	switch {
+	case errors.Is(err, ErrNacked) && !pool.conn.IsClosed():
+		p.renew(pool, slot, cc)
+	case cc.IsClosed() && !cc.retired.Load() && !pool.conn.IsClosed():
 		// A channel-level error: rather than run with a dead channel,
 		// start over on a fresh connection.
 		p.log.Warn("rabbitmq channel closed, reconnecting", "err", err)
 		_ = pool.conn.Close()
 	}
 	return err
+}
+
+// renew replaces the slot's channel after the broker refused a publish on
+// it. RabbitMQ 3.10 binds a channel to the quorum queue leader its first
+// publish reached; a channel whose first publish met a leader election (the
+// leader's node just died) keeps sending to the dead node and has every
+// publish refused until that node comes back, while a fresh channel finds
+// the new leader at once (e2e/fault TestClusterNodeFailures). The old
+// channel is closed once the publishes still waiting on it are answered.
+func (p *Publisher) renew(pool *channelPool, slot *channelSlot, refused *ConfirmChannel) {
+	slot.mu.Lock()
+	defer slot.mu.Unlock()
+	if slot.cc.Load() != refused || time.Since(slot.since) < minChannelAge {
+		return // renewed already, or too recently to tell a new channel would help
+	}
+	fresh, err := newConfirmChannel(pool.conn, p.opts.InFlight)
+	if err != nil {
+		p.log.Warn("rabbitmq refused a publish; cannot open a new channel", "err", err)
+		return
+	}
+	slot.cc.Store(fresh)
+	slot.since = time.Now()
+	refused.retired.Store(true)
+	p.log.Warn("rabbitmq refused a publish; publishing on a new channel")
+	go refused.closeWhenIdle(pool.done)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"moviestream/pkg/broker"
 	"moviestream/pkg/broker/brokertest"
+	"moviestream/pkg/testenv"
 )
 
 // publishAll runs publish(i) for i in [0, n) from callers goroutines and
@@ -292,5 +294,50 @@ func TestPublishesInFlightWhenTheConnectionDiesAreUnavailable(t *testing.T) {
 	}
 	if failed == 0 {
 		t.Fatal("no publish failed: the connection was closed too late to test anything")
+	}
+}
+
+// TestPublisherRenewsARefusedChannel: a publish the broker refuses (here a
+// policy makes the queue reject every message) replaces its channel, on the
+// same connection, instead of leaving it bound to whatever refused it; once
+// the queue accepts again, publishing works without a reconnect.
+func TestPublisherRenewsARefusedChannel(t *testing.T) {
+	t.Parallel()
+	cfg := brokertest.Config(t)
+	topo := brokertest.Topology(t, cfg)
+	var logs testenv.LogBuffer
+	p := broker.NewPublisherWithOptions(cfg, topo, broker.PublisherOptions{Channels: 1}, slog.New(slog.NewTextHandler(&logs, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testenv.WaitFor(t, 10*time.Second, "publisher connected", func() bool { return p.Status().Connected })
+
+	publish := func(id string) error {
+		pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer pcancel()
+		return p.Publish(pctx, amqp.Publishing{MessageId: id, Body: []byte("{}")})
+	}
+	brokertest.SetPolicy(t, topo.Queue, `{"max-length":0,"overflow":"reject-publish"}`)
+	// A channel serves a second before a refusal renews it: publish until
+	// one does.
+	testenv.WaitFor(t, 10*time.Second, "the policy to refuse publishes", func() bool {
+		return errors.Is(publish("refused"), broker.ErrNacked)
+	})
+	refusedSince := time.Now()
+	testenv.WaitFor(t, 10*time.Second, "the refused channel renewed", func() bool {
+		if err := publish("refused"); !errors.Is(err, broker.ErrNacked) {
+			t.Fatalf("Publish to a queue refusing everything = %v, want ErrNacked", err)
+		}
+		return logs.Count("publishing on a new channel") > 0
+	})
+	if n, most := logs.Count("publishing on a new channel"), int(time.Since(refusedSince)/time.Second)+1; n > most {
+		t.Errorf("%d renewals in %v: more than one a second", n, time.Since(refusedSince))
+	}
+
+	brokertest.ClearPolicy(t, topo.Queue)
+	testenv.WaitFor(t, 10*time.Second, "a publish accepted again", func() bool { return publish("accepted") == nil })
+	if n := logs.Count("reconnecting"); n != 0 {
+		t.Errorf("the publisher reconnected %d times; a refused publish needs a new channel, not a new connection:\n%s", n, logs.String())
 	}
 }

@@ -8,8 +8,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -173,4 +177,52 @@ func Declared(tb testing.TB, cfg broker.Config) (broker.Topology, *amqp.Channel)
 		tb.Fatalf("declare %s: %v", topo.Queue, err)
 	}
 	return topo, ch
+}
+
+// SetPolicy applies a policy of definition (JSON) to queue alone, through
+// the management API as RABBITMQ_ADMIN_USER, until ClearPolicy or the
+// test's end: how a test makes a queue behave in a way its declaration
+// cannot (the test user declares, it does not administer).
+func SetPolicy(tb testing.TB, queue, definition string) {
+	tb.Helper()
+	body := fmt.Sprintf(`{"pattern":%q,"definition":%s,"apply-to":"queues","priority":100}`,
+		"^"+regexp.QuoteMeta(queue)+"$", definition)
+	managementAPI(tb, http.MethodPut, "policies", queue, body)
+	tb.Cleanup(func() { ClearPolicy(tb, queue) })
+}
+
+// ClearPolicy removes the policy SetPolicy gave queue; removing it twice
+// is harmless.
+func ClearPolicy(tb testing.TB, queue string) {
+	tb.Helper()
+	managementAPI(tb, http.MethodDelete, "policies", queue, "")
+}
+
+// managementAPI sends one request about name in the test vhost to the
+// management API of the first node of RABBITMQ_ADDRS.
+func managementAPI(tb testing.TB, method, kind, name, body string) {
+	tb.Helper()
+	testenv.Load(tb)
+	host, _, err := net.SplitHostPort(strings.Split(testenv.Get(tb, "RABBITMQ_ADDRS"), ",")[0])
+	if err != nil {
+		tb.Fatalf("RABBITMQ_ADDRS: %v", err)
+	}
+	u := fmt.Sprintf("http://%s/api/%s/%s/%s", net.JoinHostPort(host, testenv.Get(tb, "RABBITMQ_MANAGEMENT_PORT")),
+		kind, url.PathEscape(testenv.Get(tb, "RABBITMQ_VHOST")), url.PathEscape(name))
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth(testenv.Get(tb, "RABBITMQ_ADMIN_USER"), testenv.Get(tb, "RABBITMQ_ADMIN_PASSWORD"))
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		tb.Fatalf("management API %s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && !(method == http.MethodDelete && resp.StatusCode == http.StatusNotFound) {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		tb.Fatalf("management API %s %s: %d %s", method, u, resp.StatusCode, msg)
+	}
 }
