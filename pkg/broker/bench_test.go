@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,42 +61,14 @@ func benchPublisher(b *testing.B, cfg broker.Config, opts broker.PublisherOption
 	b.Cleanup(func() { cancel(); <-done })
 	testenv.WaitFor(b, 10*time.Second, "publisher connected", func() bool { return p.Status().Connected })
 
-	lat := make([]time.Duration, b.N)
-	var next, failed atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
 	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for range benchCallers {
-		wg.Go(func() {
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(b.N) {
-					return
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				t0 := time.Now()
-				err := p.Publish(ctx, amqp.Publishing{
-					MessageId: fmt.Sprintf("bench-%d", i), ContentType: "application/json", Body: []byte(benchBody),
-				})
-				lat[i] = time.Since(t0)
-				cancel()
-				if err != nil && failed.Add(1) == 1 {
-					firstErr.Store(err)
-				}
-			}
+	testenv.Concurrently(b, benchCallers, "msgs/s", func(i int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return p.Publish(ctx, amqp.Publishing{
+			MessageId: fmt.Sprintf("bench-%d", i), ContentType: "application/json", Body: []byte(benchBody),
 		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d publishes failed, the first with: %v", n, b.N, firstErr.Load())
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	})
 }
 
 // benchBare publishes b.N messages from one goroutine on one channel,

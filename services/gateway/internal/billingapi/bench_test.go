@@ -6,10 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +15,7 @@ import (
 	"moviestream/pkg/broker"
 	"moviestream/pkg/broker/brokertest"
 	"moviestream/pkg/ginweb"
+	"moviestream/pkg/testenv"
 	"moviestream/pkg/web"
 	"moviestream/services/gateway/internal/billingapi"
 )
@@ -54,37 +52,9 @@ func BenchmarkPostRabbitMQ(b *testing.B) {
 	const clients = 64
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}, Timeout: 10 * time.Second}
 	b.Cleanup(client.CloseIdleConnections)
-	lat := make([]time.Duration, b.N)
-	var next, failed atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
-	for range clients {
-		wg.Go(func() {
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(b.N) {
-					return
-				}
-				t0 := time.Now()
-				err := postOnce(client, srv.URL+"/api/billing")
-				lat[i] = time.Since(t0)
-				if err != nil && failed.Add(1) == 1 {
-					firstErr.Store(err)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d requests failed, the first: %v", n, b.N, firstErr.Load())
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	testenv.Concurrently(b, clients, "req/s", func(int) error {
+		return postOnce(client, srv.URL+"/api/billing")
+	})
 }
 
 func postOnce(client *http.Client, url string) error {
