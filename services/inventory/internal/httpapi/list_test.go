@@ -27,25 +27,8 @@ import (
 	"moviestream/services/inventory/internal/httpapi"
 	"moviestream/services/inventory/internal/movie"
 	"moviestream/services/inventory/internal/moviedb"
+	"moviestream/services/inventory/internal/moviedb/moviedbtest"
 )
-
-// seedMany inserts n movies in one statement ("<prefix> <i>", with a
-// description of descLen characters) into the store's database.
-func seedMany(tb testing.TB, db *gorm.DB, prefix string, n, descLen int) {
-	tb.Helper()
-	// No autovacuum on this table: a worker still busy with it when the
-	// test ends makes the test role's DROP DATABASE ... WITH (FORCE) fail
-	// (42501: it may not terminate an autovacuum worker). Tests that need
-	// statistics run ANALYZE themselves.
-	if err := db.Exec(`ALTER TABLE movies SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)`).Error; err != nil {
-		tb.Fatalf("disable autovacuum: %v", err)
-	}
-	err := db.Exec(`INSERT INTO movies (title, description)
-		SELECT ? || ' ' || i, repeat('d', ?) FROM generate_series(1, ?) AS i`, prefix, descLen, n).Error
-	if err != nil {
-		tb.Fatalf("seed %d movies: %v", n, err)
-	}
-}
 
 // newStoreDB is newStore that also returns the database, for bulk seeding
 // and for watching pg_stat_activity.
@@ -87,7 +70,7 @@ func TestListIsByteForByteTheSlice(t *testing.T) {
 	if _, err := store.Create(testContext(t), "control", "tab\there\nnew line \x1b esc"); err != nil {
 		t.Fatal(err)
 	}
-	seedMany(t, db, "Bulk <&>", 2_000, 120) // about 300 KB: many 32 KiB writes
+	moviedbtest.SeedSeries(t, db, "Bulk <&>", 2_000, 120) // about 300 KB: many 32 KiB writes
 
 	want, err := json.Marshal(allMovies(t, store))
 	if err != nil {
@@ -118,8 +101,8 @@ func TestListPages(t *testing.T) {
 	t.Parallel()
 	store, db := newStoreDB(t)
 	a := newAPI(t, store)
-	seedMany(t, db, "Movie 100%_&", 23, 10)
-	seedMany(t, db, "Other", 7, 10)
+	moviedbtest.SeedSeries(t, db, "Movie 100%_&", 23, 10)
+	moviedbtest.SeedSeries(t, db, "Other", 7, 10)
 	all := allMovies(t, store)
 
 	tests := []struct {
@@ -285,7 +268,7 @@ func TestListStopsWhenClientLeaves(t *testing.T) {
 	t.Parallel()
 	store, db := newStoreDB(t)
 	a := newAPI(t, store)
-	seedMany(t, db, "Movie", 100_000, 200) // ~23 MB, far more than the sockets buffer
+	moviedbtest.SeedSeries(t, db, "Movie", 100_000, 200) // ~23 MB, far more than the sockets buffer
 
 	ctx, cancel := context.WithCancel(testContext(t))
 	defer cancel()
@@ -328,7 +311,7 @@ func TestCompression(t *testing.T) {
 	t.Parallel()
 	store, db := newStoreDB(t)
 	a := newAPI(t, store)
-	seedMany(t, db, "Movie", 500, 100) // ~65 KB
+	moviedbtest.SeedSeries(t, db, "Movie", 500, 100) // ~65 KB
 	small := seed(t, store, "Small")
 
 	get := func(t *testing.T, path string, gz bool) testenv.Response {
@@ -401,7 +384,7 @@ func (w *discardWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); ret
 func BenchmarkListMovies(b *testing.B) {
 	const rows = 100_000
 	store, db := newStoreDB(b)
-	seedMany(b, db, "Benchmark movie", rows, 40)
+	moviedbtest.SeedSeries(b, db, "Benchmark movie", rows, 40)
 	h, err := httpapi.New(store, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		b.Fatalf("httpapi.New: %v", err)
@@ -442,7 +425,7 @@ func TestListOutlastsWriteTimeout(t *testing.T) {
 	t.Parallel()
 	const rows = 8_000 // ~2 MB
 	store, db := newStoreDB(t)
-	seedMany(t, db, "Movie", rows, 200)
+	moviedbtest.SeedSeries(t, db, "Movie", rows, 200)
 	h, err := httpapi.New(store, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -16,25 +16,8 @@ import (
 	"moviestream/pkg/pgdb/pgtest"
 	"moviestream/services/inventory/internal/movie"
 	"moviestream/services/inventory/internal/moviedb"
+	"moviestream/services/inventory/internal/moviedb/moviedbtest"
 )
-
-// seedSeries inserts n movies in one statement, titled "<prefix> <i>" for
-// i = 1..n, with a description of descLen characters.
-func seedSeries(tb testing.TB, db *gorm.DB, prefix string, n, descLen int) {
-	tb.Helper()
-	// No autovacuum on this table: a worker still busy with it when the
-	// test ends makes the test role's DROP DATABASE ... WITH (FORCE) fail
-	// (42501: it may not terminate an autovacuum worker). Tests that need
-	// statistics run ANALYZE themselves.
-	if err := db.Exec(`ALTER TABLE movies SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)`).Error; err != nil {
-		tb.Fatalf("disable autovacuum: %v", err)
-	}
-	err := db.Exec(`INSERT INTO movies (title, description)
-		SELECT ? || ' ' || i, repeat('d', ?) FROM generate_series(1, ?) AS i`, prefix, descLen, n).Error
-	if err != nil {
-		tb.Fatalf("seed %d movies: %v", n, err)
-	}
-}
 
 // TestEachFilters: keyset pages, limits and the title search combine, in
 // id order.
@@ -100,7 +83,7 @@ func TestEachStopsOnCallbackError(t *testing.T) {
 	if err := s.Migrate(ctx, nil); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	seedSeries(t, db, "Movie", 50_000, 100)
+	moviedbtest.SeedSeries(t, db, "Movie", 50_000, 100)
 
 	for _, cause := range []error{errors.New("client wrote enough"), fmt.Errorf("write: %w", errBrokenPipe{})} {
 		t.Run(cause.Error(), func(t *testing.T) {
@@ -153,7 +136,7 @@ func TestEachStopsWhenCancelled(t *testing.T) {
 	if err := s.Migrate(ctx, nil); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	seedSeries(t, db, "Movie", 50_000, 100)
+	moviedbtest.SeedSeries(t, db, "Movie", 50_000, 100)
 
 	listCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -208,8 +191,8 @@ func TestSearchUsesTrigramIndex(t *testing.T) {
 	if err := s.Migrate(ctx, nil); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	seedSeries(t, db, "Movie", 20_000, 40)
-	seedSeries(t, db, "The Zebra Quest", 12, 40)
+	moviedbtest.SeedSeries(t, db, "Movie", 20_000, 40)
+	moviedbtest.SeedSeries(t, db, "The Zebra Quest", 12, 40)
 	if err := db.Exec(`ANALYZE movies`).Error; err != nil {
 		t.Fatalf("ANALYZE: %v", err)
 	}
@@ -267,7 +250,7 @@ func BenchmarkEach(b *testing.B) {
 	if err := s.Migrate(ctx, nil); err != nil {
 		b.Fatalf("Migrate: %v", err)
 	}
-	seedSeries(b, db, "Benchmark movie", rows, 40)
+	moviedbtest.SeedSeries(b, db, "Benchmark movie", rows, 40)
 
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
