@@ -27,7 +27,8 @@ type Topology struct {
 	Queue string
 	// QuorumSize is the number of replicas of each queue when it is
 	// created (x-quorum-initial-group-size); zero leaves it to RabbitMQ,
-	// which places one on every cluster member up to its limit. It is part
+	// which places one on every cluster member up to its quorum_cluster_size
+	// (3 on RabbitMQ 3.10). It is part
 	// of the declaration: everyone must use the same value.
 	QuorumSize int
 }
