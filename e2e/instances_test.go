@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,20 +17,24 @@ import (
 )
 
 // TestTwoBillingProcessesShareTheQueue: README's "Several billing
-// consumers" on one host. With BILLING_INSTANCES=2, PM2 runs two billing
-// processes, each healthy on its own port and consuming billing_queue; the
-// orders sent meanwhile are written once each, by both of them. Back to one
-// process afterwards.
+// consumers" on one host, done as README says: BILLING_INSTANCES=2 in the
+// .env file, then a deploy. PM2 runs two billing processes, each healthy on
+// its own port and consuming billing_queue; the orders sent meanwhile are
+// written once each, by both of them. Back to one process afterwards.
 func TestTwoBillingProcessesShareTheQueue(t *testing.T) {
-	deploy := func(instances string) {
+	deploy := func(file string) {
 		t.Helper()
-		cmd := "bash scripts/deploy-app.sh billing && bash scripts/wait-healthy.sh 60 billing"
-		if code, out := script(t, []string{"BILLING_INSTANCES=" + instances}, cmd); code != 0 {
-			t.Fatalf("deploy billing with BILLING_INSTANCES=%s (exit %d):\n%s", instances, code, out)
+		// The test process has .env's BILLING_INSTANCES in its environment
+		// (config.Load), where it would win over the file's.
+		cmd := "env -u BILLING_INSTANCES bash scripts/deploy-app.sh billing && " +
+			"env -u BILLING_INSTANCES bash scripts/wait-healthy.sh 60 billing"
+		if code, out := script(t, []string{"ENV_FILE=" + file}, cmd); code != 0 {
+			t.Fatalf("deploy billing with ENV_FILE=%s (exit %d):\n%s", file, code, out)
 		}
 	}
-	t.Cleanup(func() { deploy("1") })
-	deploy("2")
+	two := writeEnvWith(t, "BILLING_INSTANCES", "2")
+	t.Cleanup(func() { deploy(envFile) })
+	deploy(two)
 
 	if got := billingProcesses(t); got != 2 {
 		t.Fatalf("PM2 runs %d billing_app processes, want 2", got)
@@ -97,4 +103,29 @@ func ordersWritten(t *testing.T, port int) float64 {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// writeEnvWith writes a copy of .env with key set to value under build/
+// (the services' user must read it: deploy-app.sh checks), removed when the
+// test ends.
+func writeEnvWith(t *testing.T, key, value string) string {
+	t.Helper()
+	data, err := os.ReadFile(envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := regexp.MustCompile(`(?m)^` + key + `=.*$`)
+	if !line.Match(data) {
+		t.Fatalf("%s has no %s line", envFile, key)
+	}
+	dir := filepath.Join(repoRoot, "build")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "test-"+strings.ToLower(key)+".env")
+	if err := os.WriteFile(file, line.ReplaceAll(data, []byte(key+"="+value)), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(file) })
+	return file
 }

@@ -99,11 +99,13 @@ pm2_script() {
     });' "$1"
 }
 
-# Billing's process count, which ecosystem.config.js reads from the
-# environment: BILLING_INSTANCES of .env (1 when unset).
+# Billing's process count: BILLING_INSTANCES of .env (1 when unset).
+# ecosystem.config.js reads it as MOVIESTREAM_BILLING_INSTANCES: pm2_run
+# keeps every variable read from .env away from PM2 (secrets among them).
 load_env
-export BILLING_INSTANCES=${BILLING_INSTANCES:-1}
+BILLING_INSTANCES=${BILLING_INSTANCES:-1}
 [[ $BILLING_INSTANCES =~ ^([1-9]|1[0-6])$ ]] || die "BILLING_INSTANCES=$BILLING_INSTANCES: want a number from 1 to 16"
+export MOVIESTREAM_BILLING_INSTANCES=$BILLING_INSTANCES
 
 for svc in "$@"; do
   # startOrRestart keeps an existing app's program and working directory:

@@ -62,13 +62,14 @@ const hostEnv = (service) => {
   return env;
 };
 
-// Billing may run several processes on a host (BILLING_INSTANCES, 1 to 16,
-// from .env through the script that runs pm2: scripts/deploy-app.sh reads
-// it); PM2 numbers them in BILLING_INSTANCE, and each serves health on
-// BILLING_HEALTH_PORT plus its number. The other services run one.
+// Billing may run several processes on a host (BILLING_INSTANCES of .env,
+// 1 to 16, passed as MOVIESTREAM_BILLING_INSTANCES by scripts/deploy-app.sh,
+// since no variable of .env reaches PM2); PM2 numbers them in
+// BILLING_INSTANCE, and each serves health on BILLING_HEALTH_PORT plus its
+// number. The other services run one.
 const instances = (service) => {
   if (service !== 'billing') return 1;
-  const v = process.env.BILLING_INSTANCES || '1';
+  const v = process.env.MOVIESTREAM_BILLING_INSTANCES || '1';
   const n = Number(v);
   if (!/^[0-9]+$/.test(v) || n < 1 || n > 16) {
     throw new Error(`BILLING_INSTANCES=${v}: want a number from 1 to 16`);
