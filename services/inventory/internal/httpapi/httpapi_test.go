@@ -17,12 +17,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"moviestream/pkg/pgdb/pgtest"
 	"moviestream/pkg/testenv"
 	"moviestream/pkg/web"
 	"moviestream/services/inventory/internal/httpapi"
 	"moviestream/services/inventory/internal/movie"
 	"moviestream/services/inventory/internal/moviedb"
+	"moviestream/services/inventory/internal/moviedb/moviedbtest"
 )
 
 // These tests drive the handlers over HTTP with the real store on a fresh
@@ -60,10 +60,7 @@ func testContext(tb testing.TB) context.Context {
 // newStore returns a migrated store on a fresh database.
 func newStore(tb testing.TB) *moviedb.Store {
 	tb.Helper()
-	store := moviedb.New(pgtest.Open(tb))
-	if err := store.Migrate(testContext(tb), nil); err != nil {
-		tb.Fatalf("Migrate: %v", err)
-	}
+	store, _ := moviedbtest.Open(tb)
 	return store
 }
 

@@ -20,27 +20,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"gorm.io/gorm"
 
-	"moviestream/pkg/pgdb/pgtest"
 	"moviestream/pkg/testenv"
 	"moviestream/services/inventory/internal/httpapi"
 	"moviestream/services/inventory/internal/movie"
-	"moviestream/services/inventory/internal/moviedb"
 	"moviestream/services/inventory/internal/moviedb/moviedbtest"
 )
-
-// newStoreDB is newStore that also returns the database, for bulk seeding
-// and for watching pg_stat_activity.
-func newStoreDB(tb testing.TB) (*moviedb.Store, *gorm.DB) {
-	tb.Helper()
-	db := pgtest.Open(tb)
-	store := moviedb.New(db)
-	if err := store.Migrate(testContext(tb), nil); err != nil {
-		tb.Fatalf("Migrate: %v", err)
-	}
-	return store, db
-}
 
 // allMovies reads every movie through the store, in id order.
 func allMovies(t *testing.T, store movie.Store) []movieJSON {
@@ -62,7 +47,7 @@ func allMovies(t *testing.T, store movie.Store) []movieJSON {
 // no newlines, across many buffer flushes.
 func TestListIsByteForByteTheSlice(t *testing.T) {
 	t.Parallel()
-	store, db := newStoreDB(t)
+	store, db := moviedbtest.Open(t)
 	a := newAPI(t, store)
 	for _, title := range []string{`<script>&"quoted"</script>`, "Amélie — 天使 🎬", "line\u2028sep\u2029para", `back\slash`} {
 		seed(t, store, title)
@@ -99,7 +84,7 @@ var linkRE = regexp.MustCompile(`^<(/api/movies\?[^>]*)>; rel="next"$`)
 // (not even when it is exactly full), and no page is empty.
 func TestListPages(t *testing.T) {
 	t.Parallel()
-	store, db := newStoreDB(t)
+	store, db := moviedbtest.Open(t)
 	a := newAPI(t, store)
 	moviedbtest.SeedSeries(t, db, "Movie 100%_&", 23, 10)
 	moviedbtest.SeedSeries(t, db, "Other", 7, 10)
@@ -266,7 +251,7 @@ func TestListFailsMidStream(t *testing.T) {
 // query in PostgreSQL, not only the handler.
 func TestListStopsWhenClientLeaves(t *testing.T) {
 	t.Parallel()
-	store, db := newStoreDB(t)
+	store, db := moviedbtest.Open(t)
 	a := newAPI(t, store)
 	moviedbtest.SeedSeries(t, db, "Movie", 100_000, 200) // ~23 MB, far more than the sockets buffer
 
@@ -284,23 +269,10 @@ func TestListStopsWhenClientLeaves(t *testing.T) {
 		t.Fatalf("read the start: %v", err)
 	}
 	// Not reading on: the server fills the sockets and waits, query open.
-	testenv.WaitFor(t, 10*time.Second, "the list query running", func() bool { return listQueries(t, db) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the list query running", func() bool { return moviedbtest.RunningLists(t, db) == 1 })
 	cancel()
 	resp.Body.Close()
-	testenv.WaitFor(t, 10*time.Second, "the list query to end after the client left", func() bool { return listQueries(t, db) == 0 })
-}
-
-// listQueries counts the list queries running in db's database.
-func listQueries(t *testing.T, db *gorm.DB) int {
-	t.Helper()
-	var n int
-	err := db.Raw(`SELECT count(*) FROM pg_stat_activity
-		WHERE datname = current_database() AND pid <> pg_backend_pid()
-		  AND state = 'active' AND query LIKE 'SELECT id, title, description FROM movies%'`).Scan(&n).Error
-	if err != nil {
-		t.Fatalf("pg_stat_activity: %v", err)
-	}
-	return n
+	testenv.WaitFor(t, 10*time.Second, "the list query to end after the client left", func() bool { return moviedbtest.RunningLists(t, db) == 0 })
 }
 
 // TestCompression: with Accept-Encoding: gzip, JSON answers of 4 KiB and
@@ -309,7 +281,7 @@ func listQueries(t *testing.T, db *gorm.DB) int {
 // the header nothing is compressed.
 func TestCompression(t *testing.T) {
 	t.Parallel()
-	store, db := newStoreDB(t)
+	store, db := moviedbtest.Open(t)
 	a := newAPI(t, store)
 	moviedbtest.SeedSeries(t, db, "Movie", 500, 100) // ~65 KB
 	small := seed(t, store, "Small")
@@ -383,7 +355,7 @@ func (w *discardWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); ret
 // rows per second, response bytes and heap allocated per row.
 func BenchmarkListMovies(b *testing.B) {
 	const rows = 100_000
-	store, db := newStoreDB(b)
+	store, db := moviedbtest.Open(b)
 	moviedbtest.SeedSeries(b, db, "Benchmark movie", rows, 40)
 	h, err := httpapi.New(store, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
@@ -424,7 +396,7 @@ func BenchmarkListMovies(b *testing.B) {
 func TestListOutlastsWriteTimeout(t *testing.T) {
 	t.Parallel()
 	const rows = 8_000 // ~2 MB
-	store, db := newStoreDB(t)
+	store, db := moviedbtest.Open(t)
 	moviedbtest.SeedSeries(t, db, "Movie", rows, 200)
 	h, err := httpapi.New(store, slog.New(slog.DiscardHandler), nil)
 	if err != nil {

@@ -11,9 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
-	"gorm.io/gorm"
 
-	"moviestream/pkg/pgdb/pgtest"
 	"moviestream/services/inventory/internal/movie"
 	"moviestream/services/inventory/internal/moviedb"
 	"moviestream/services/inventory/internal/moviedb/moviedbtest"
@@ -77,12 +75,8 @@ func TestEachFilters(t *testing.T) {
 // stays usable.
 func TestEachStopsOnCallbackError(t *testing.T) {
 	t.Parallel()
-	db := pgtest.Open(t)
-	s := moviedb.New(db)
+	s, db := moviedbtest.Open(t)
 	ctx := testContext(t)
-	if err := s.Migrate(ctx, nil); err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
 	moviedbtest.SeedSeries(t, db, "Movie", 50_000, 100)
 
 	for _, cause := range []error{errors.New("client wrote enough"), fmt.Errorf("write: %w", errBrokenPipe{})} {
@@ -130,12 +124,8 @@ func (errBrokenPipe) Temporary() bool { return false }
 // away) ends the query on the server, not only the loop.
 func TestEachStopsWhenCancelled(t *testing.T) {
 	t.Parallel()
-	db := pgtest.Open(t)
-	s := moviedb.New(db)
+	s, db := moviedbtest.Open(t)
 	ctx := testContext(t)
-	if err := s.Migrate(ctx, nil); err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
 	moviedbtest.SeedSeries(t, db, "Movie", 50_000, 100)
 
 	listCtx, cancel := context.WithCancel(ctx)
@@ -145,7 +135,7 @@ func TestEachStopsWhenCancelled(t *testing.T) {
 		calls++
 		if calls == 1 {
 			// The query is running now; see it, then hang up.
-			if n := runningLists(t, db); n != 1 {
+			if n := moviedbtest.RunningLists(t, db); n != 1 {
 				t.Errorf("%d listing queries running, want 1", n)
 			}
 			cancel()
@@ -159,7 +149,7 @@ func TestEachStopsWhenCancelled(t *testing.T) {
 		t.Errorf("every row was read (%d) despite the cancel", calls)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for runningLists(t, db) != 0 {
+	for moviedbtest.RunningLists(t, db) != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the listing query still runs 5 s after the cancel")
 		}
@@ -167,30 +157,13 @@ func TestEachStopsWhenCancelled(t *testing.T) {
 	}
 }
 
-// runningLists counts the listing queries running in db's database.
-func runningLists(t *testing.T, db *gorm.DB) int {
-	t.Helper()
-	var n int
-	err := db.Raw(`SELECT count(*) FROM pg_stat_activity
-		WHERE datname = current_database() AND pid <> pg_backend_pid()
-		  AND state = 'active' AND query LIKE 'SELECT id, title, description FROM movies%'`).Scan(&n).Error
-	if err != nil {
-		t.Fatalf("pg_stat_activity: %v", err)
-	}
-	return n
-}
-
 // TestSearchUsesTrigramIndex: on a table with realistic statistics the
 // planner answers the title search through the trigram index (0003), for
 // the very statement Each runs, instead of reading every row.
 func TestSearchUsesTrigramIndex(t *testing.T) {
 	t.Parallel()
-	db := pgtest.Open(t)
-	s := moviedb.New(db)
+	s, db := moviedbtest.Open(t)
 	ctx := testContext(t)
-	if err := s.Migrate(ctx, nil); err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
 	moviedbtest.SeedSeries(t, db, "Movie", 20_000, 40)
 	moviedbtest.SeedSeries(t, db, "The Zebra Quest", 12, 40)
 	if err := db.Exec(`ANALYZE movies`).Error; err != nil {
@@ -244,12 +217,8 @@ func TestSearchUsesTrigramIndex(t *testing.T) {
 // not depend on the number of rows.
 func BenchmarkEach(b *testing.B) {
 	const rows = 100_000
-	db := pgtest.Open(b)
-	s := moviedb.New(db)
+	s, db := moviedbtest.Open(b)
 	ctx := testContext(b)
-	if err := s.Migrate(ctx, nil); err != nil {
-		b.Fatalf("Migrate: %v", err)
-	}
 	moviedbtest.SeedSeries(b, db, "Benchmark movie", rows, 40)
 
 	var before, after runtime.MemStats

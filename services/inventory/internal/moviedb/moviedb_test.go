@@ -16,6 +16,7 @@ import (
 	"moviestream/pkg/pgdb/pgtest"
 	"moviestream/services/inventory/internal/movie"
 	"moviestream/services/inventory/internal/moviedb"
+	"moviestream/services/inventory/internal/moviedb/moviedbtest"
 )
 
 // The store satisfies the domain's interface.
@@ -31,10 +32,7 @@ func testContext(tb testing.TB) context.Context {
 // newStore returns a migrated store over a fresh database.
 func newStore(t *testing.T) *moviedb.Store {
 	t.Helper()
-	s := moviedb.New(pgtest.Open(t))
-	if err := s.Migrate(testContext(t), nil); err != nil {
-		t.Fatalf("Migrate: %v", err)
-	}
+	s, _ := moviedbtest.Open(t)
 	return s
 }
 
