@@ -165,20 +165,7 @@ func runConsumer(b *testing.B, r *rig, prefetch, batch int) (stop func()) {
 }
 
 func runConsumerStore(b *testing.B, r *rig, prefetch, batch int, store order.Store) (stop func()) {
-	c := consumer.New(consumer.Config{Broker: r.cfg, Topology: r.topo, Prefetch: prefetch, BatchSize: batch},
-		store, quiet)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	b.Cleanup(stop)
+	_, stop = r.launch(b, store, consumer.Config{Prefetch: prefetch, BatchSize: batch}, quiet)
 	return stop
 }
 

@@ -79,10 +79,17 @@ func (r *rig) run(tb testing.TB, store order.Store, cfg consumer.Config, log *sl
 	return c, stop
 }
 
-// launch is run without waiting for the subscription.
+// launch is run without waiting for the subscription. A zero prefetch or
+// batch size in cfg takes the tests' 500 and 250.
 func (r *rig) launch(tb testing.TB, store order.Store, cfg consumer.Config, log *slog.Logger) (c *consumer.Consumer, stop func()) {
 	tb.Helper()
-	cfg.Broker, cfg.Topology, cfg.Prefetch, cfg.BatchSize = r.cfg, r.topo, 500, 250
+	cfg.Broker, cfg.Topology = r.cfg, r.topo
+	if cfg.Prefetch == 0 {
+		cfg.Prefetch = 500
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 250
+	}
 	c = consumer.New(cfg, store, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
