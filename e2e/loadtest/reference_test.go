@@ -20,20 +20,7 @@ import (
 // after commit).
 func TestBareConsumerDrainsABacklog(t *testing.T) {
 	t.Parallel()
-	cfg := brokertest.Config(t)
-	queue := brokertest.Topology(t, cfg).Queue
-	conn, err := broker.Dial(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := DeclareTestQueue(ch, queue); err != nil {
-		t.Fatal(err)
-	}
+	conn, ch, queue := declaredQueue(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -89,20 +76,7 @@ func TestBareConsumerDrainsABacklog(t *testing.T) {
 // queue.
 func TestConfirmedPublishing(t *testing.T) {
 	t.Parallel()
-	cfg := brokertest.Config(t)
-	queue := brokertest.Topology(t, cfg).Queue
-	conn, err := broker.Dial(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := DeclareTestQueue(ch, queue); err != nil {
-		t.Fatal(err)
-	}
+	conn, ch, queue := declaredQueue(t)
 	res, err := ConfirmedPublishing(context.Background(), conn, queue, 8, 300*time.Millisecond, OrderBody("u"))
 	if err != nil {
 		t.Fatal(err)
@@ -129,4 +103,26 @@ func TestPublishBacklogRefusesAMissingQueue(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error for a missing queue")
 	}
+}
+
+// declaredQueue declares a test quorum queue of the test's own as the
+// references use it, and returns a connection, a channel for inspection
+// and the queue's name.
+func declaredQueue(t *testing.T) (*amqp.Connection, *amqp.Channel, string) {
+	t.Helper()
+	cfg := brokertest.Config(t)
+	queue := brokertest.Topology(t, cfg).Queue
+	conn, err := broker.Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := DeclareTestQueue(ch, queue); err != nil {
+		t.Fatal(err)
+	}
+	return conn, ch, queue
 }
