@@ -99,13 +99,17 @@ pm2_script() {
     });' "$1"
 }
 
-# Billing's process count: BILLING_INSTANCES of .env (1 when unset).
-# ecosystem.config.js reads it as MOVIESTREAM_BILLING_INSTANCES: pm2_run
-# keeps every variable read from .env away from PM2 (secrets among them).
-load_env
-BILLING_INSTANCES=${BILLING_INSTANCES:-1}
-[[ $BILLING_INSTANCES =~ ^([1-9]|1[0-6])$ ]] || die "BILLING_INSTANCES=$BILLING_INSTANCES: want a number from 1 to 16"
-export MOVIESTREAM_BILLING_INSTANCES=$BILLING_INSTANCES
+# Billing's process count: BILLING_INSTANCES of .env (1 when unset), read
+# only when billing is deployed. ecosystem.config.js reads it as
+# MOVIESTREAM_BILLING_INSTANCES: pm2_run keeps every variable read from
+# .env away from PM2 (secrets among them).
+billing_instances=1
+if [[ " $* " == *" billing "* ]]; then
+  load_env
+  billing_instances=${BILLING_INSTANCES:-1}
+  [[ $billing_instances =~ ^([1-9]|1[0-6])$ ]] || die "BILLING_INSTANCES=$billing_instances: want a number from 1 to 16"
+  export MOVIESTREAM_BILLING_INSTANCES=$billing_instances
+fi
 
 for svc in "$@"; do
   # startOrRestart keeps an existing app's program and working directory:
@@ -114,7 +118,7 @@ for svc in "$@"; do
   # startOrRestart does not change the number of processes either.
   want=$(realpath -m -- "$BIN_DIR/$svc")
   count=1
-  [[ $svc != billing ]] || count=$BILLING_INSTANCES
+  [[ $svc != billing ]] || count=$billing_instances
   have=$(pm2_script "${svc}_app" || true)
   if [[ -n $have && $have != "$want $count" ]]; then
     log "${svc}_app runs $have (program, processes); replacing it with $want $count"
